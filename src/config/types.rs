@@ -1,0 +1,192 @@
+//! Validated configuration: only valid states are representable.
+//! Built by `validate.rs` from the raw TOML shape; read by every other module.
+//! Nothing here parses text or touches the disk.
+
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The whole validated configuration (interface.md §2).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: Option<TlsConfig>,
+    pub admin: AdminConfig,
+    pub cache: CacheConfig,
+    pub compression: CompressionConfig,
+    pub log: LogConfig,
+    pub origins: Vec<OriginConfig>,
+    pub routes: Vec<RouteConfig>,
+    /// Hex digest of the file text (shown by `/status` and `/config`).
+    pub hash: String,
+    /// The file it came from, if any (`None` for the embedded demo config).
+    pub source: Option<PathBuf>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads; 0 in the file is resolved to the core count here.
+    pub threads: usize,
+    pub grace_period: Duration,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_request_header: u64,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub listen: Vec<SocketAddr>,
+    pub certs: Vec<CertConfig>,
+}
+
+/// `[[tls.cert]]`
+#[derive(Debug, Clone)]
+pub struct CertConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub server_names: Vec<String>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub token_env: String,
+    /// The token read from `token_env` at load time; `None` when unset or empty.
+    pub token: Option<String>,
+}
+
+/// Whether request `Cache-Control`/`Pragma` from clients is honoured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientCacheControl {
+    Honor,
+    Ignore,
+}
+
+/// `[cache]`
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub memory: u64,
+    pub max_object: u64,
+    pub lock_timeout: Duration,
+    /// Status code → TTL, used only when the origin gives no freshness information.
+    pub default_ttl: BTreeMap<u16, Duration>,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+    /// Glob patterns (`*` wildcard) of query parameter names removed from the cache key.
+    pub ignore_query_params: Vec<String>,
+    pub purge_allow: Vec<IpNet>,
+    pub client_cache_control: ClientCacheControl,
+    pub disk: Option<DiskConfig>,
+}
+
+/// `[cache.disk]`
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// A compression algorithm, in the client-preference order of `compression.algorithms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Br,
+    Zstd,
+    Gzip,
+}
+
+/// `[compression]`
+#[derive(Debug, Clone)]
+pub struct CompressionConfig {
+    pub enabled: bool,
+    /// MIME types; `text/*` style wildcards allowed.
+    pub types: Vec<String>,
+    pub min_size: u64,
+    pub algorithms: Vec<Algorithm>,
+}
+
+/// Where the JSON access log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    Stdout,
+    Off,
+    File(PathBuf),
+}
+
+/// `[log]`
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub access: AccessLog,
+    /// A tracing filter directive such as `info` or `outpost=debug,warn`.
+    pub level: String,
+}
+
+/// How an origin pool picks a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    RoundRobin,
+    Weighted,
+    Consistent,
+    Random,
+    LeastConn,
+}
+
+/// One server of an origin pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    pub addr: SocketAddr,
+    pub weight: usize,
+}
+
+/// `[[origin]]`
+#[derive(Debug, Clone)]
+pub struct OriginConfig {
+    pub name: String,
+    pub servers: Vec<ServerAddr>,
+    pub selection: Selection,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub retries: usize,
+    pub tls: bool,
+    /// Empty = the server's host.
+    pub sni: String,
+    /// Empty = the client's Host.
+    pub host: String,
+    pub health: Option<HealthConfig>,
+}
+
+/// `[origin.health]`
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub fails: usize,
+    pub passes: usize,
+    pub expect_status: Vec<u16>,
+}
+
+/// The host part of a route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// `"*"`
+    Any,
+    /// `"example.test"` (lower-cased)
+    Exact(String),
+    /// `"*.example.test"`, stored as `".example.test"` (lower-cased)
+    Suffix(String),
+}
+
+/// `[[route]]`
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub host: HostMatch,
+    pub prefix: String,
+    /// Index into `Config::origins` (validated to exist).
+    pub origin: usize,
+    pub cache: bool,
+}
