@@ -1,15 +1,29 @@
 //! outpost: a caching edge node on Pingora.
 //!
 //! Layout:
-//! - `cli`: command line (`run`, `check`, `demo`, `purge`)
+//! - `cli`, `purge_cli`: command line (`run`, `check`, `demo`, `purge`)
 //! - `config`: TOML → validated `Config` (every error with its dotted path)
-//! - `app`: `Config` → Pingora server (proxy, admin, health services)
+//! - `app`: `Config` → Pingora server (proxy, admin, health services), shutdown
+//! - `state`: shared state; config-derived `Runtime` behind arc-swap
 //! - `proxy`: the `ProxyHttp` request path (routing, headers, errors, cache hooks)
-//! - `cache`: cache key, RFC 9111 policy, storage tiers, purge
+//! - `cache`: cache key, RFC 9111 policy, storage tiers, purge, Cache-Status
 //! - `upstream`: origin pools, selection, health checks
-//! - `admin`: admin API (health, readiness, status, metrics, purge)
-//! - `metrics`: every metric in one registry
+//! - `admin`, `ops`: admin API and the operations behind it
+//! - `metrics`, `access_log`, `logging`: observability
 //! - `demo`: the built-in sample origin
 
+pub mod access_log;
+pub mod admin;
+pub mod app;
 pub mod cache;
+pub mod cli;
 pub mod config;
+pub mod demo;
+pub mod error;
+pub mod logging;
+pub mod metrics;
+pub mod ops;
+pub mod proxy;
+pub mod purge_cli;
+pub mod state;
+pub mod upstream;

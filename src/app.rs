@@ -1,0 +1,126 @@
+//! `Config` → running Pingora server: proxy service (one listener per `server.listen`),
+//! admin service, health checks; graceful shutdown on SIGTERM/SIGINT.
+
+use crate::access_log::AccessLog;
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::ops::LiveOps;
+use crate::proxy::Outpost;
+use crate::state::{Runtime, Shared};
+use crate::upstream::health::HealthChecks;
+use async_trait::async_trait;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Addresses actually bound, after port-0 resolution.
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub proxy: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+/// Resolves port 0 to a free port and checks every address can be bound, naming the
+/// config key of the one that cannot (exit 1, interface.md §1).
+fn reserve(addr: SocketAddr, key: &str) -> Result<SocketAddr, Error> {
+    let l = TcpListener::bind(addr).map_err(|e| Error::Runtime(format!("{key}: cannot listen on {addr}: {e}")))?;
+    l.local_addr().map_err(|e| Error::Runtime(format!("{key}: {e}")))
+}
+
+/// Builds the Pingora server for `cfg`. Returns it with the bound addresses and shared state.
+pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
+    let mut proxy_addrs = Vec::new();
+    for (i, a) in cfg.server.listen.iter().enumerate() {
+        proxy_addrs.push(reserve(*a, &format!("server.listen[{i}]"))?);
+    }
+    let admin_addr = reserve(cfg.admin.listen, "admin.listen")?;
+
+    let metrics = Arc::new(Metrics::new());
+    let access_log = AccessLog::open(&cfg.log.access).map_err(|e| Error::Runtime(e.to_string()))?;
+    let cfg = Arc::new(cfg);
+    let runtime = Runtime::new(cfg.clone(), &metrics);
+    let shared = Arc::new(Shared::new(runtime, metrics, access_log));
+
+    let mut conf = ServerConf::default();
+    conf.threads = cfg.server.threads.max(1);
+    conf.grace_period_seconds = Some(0);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let tmp = std::env::temp_dir();
+    conf.pid_file = tmp.join(format!("outpost-{}.pid", std::process::id())).display().to_string();
+    conf.upgrade_sock = tmp.join(format!("outpost-{}.sock", std::process::id())).display().to_string();
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Outpost { shared: shared.clone() },
+        "outpost proxy",
+    );
+    for a in &proxy_addrs {
+        proxy.add_tcp(&a.to_string());
+    }
+    let ops = Arc::new(LiveOps::new(shared.clone()));
+    let mut admin = Service::new("outpost admin".to_string(), Admin { shared: shared.clone(), ops });
+    admin.add_tcp(&admin_addr.to_string());
+    admin.threads = Some(1);
+    let pools = shared.runtime.load().pools.pools.clone();
+    let mut health = background_service("health checks", HealthChecks { pools });
+    health.threads = Some(1);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(health);
+    Ok((server, Bound { proxy: proxy_addrs, admin: admin_addr }, shared))
+}
+
+/// Serves until SIGTERM/SIGINT, then drains in-flight requests up to `grace_period`.
+pub fn run(cfg: Config) -> Result<(), Error> {
+    let grace = cfg.server.grace_period;
+    let (server, bound, shared) = build(cfg)?;
+    for a in &bound.proxy {
+        eprintln!("listening proxy={a}");
+    }
+    eprintln!("listening admin={}", bound.admin);
+    server.run(RunArgs { shutdown_signal: Box::new(drain(shared, grace)) });
+    tracing::info!("outpost stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT, then for in-flight requests to finish (bounded by grace).
+struct Drain {
+    shared: Arc<Shared>,
+    grace: Duration,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Drain {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            std::future::pending::<()>().await;
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        let deadline = Instant::now() + self.grace;
+        while self.shared.inflight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        crate::ops::shutdown_hooks(&self.shared).await;
+        ShutdownSignal::GracefulTerminate
+    }
+}
+
+/// The shutdown watcher used by `run` and `demo`.
+pub fn drain(shared: Arc<Shared>, grace: Duration) -> impl ShutdownSignalWatch {
+    Drain { shared, grace }
+}

@@ -1,0 +1,222 @@
+//! Every metric outpost exports, in one registry (interface.md §6).
+//! Hot paths take pre-created handles (no label allocation per request);
+//! gauges that mirror other state (cache sizes) are refreshed when `/metrics` is scraped.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, String)>;
+type HistFamily = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Status classes used as label values, indexed by `status / 100 - 1`.
+pub const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Index into `STATUS_CLASSES` for a status code.
+pub fn class_index(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Result label of `outpost_cache_lookups_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupResult {
+    Hit,
+    Miss,
+    Stale,
+    Pass,
+    Expired,
+}
+
+impl LookupResult {
+    const ALL: [LookupResult; 5] = [Self::Hit, Self::Miss, Self::Stale, Self::Pass, Self::Expired];
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Stale => "stale",
+            Self::Pass => "pass",
+            Self::Expired => "expired",
+        }
+    }
+}
+
+/// Tier label of `outpost_cache_lookups_total` and the cache gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierLabel {
+    Memory,
+    Disk,
+    None,
+}
+
+impl TierLabel {
+    const ALL: [TierLabel; 3] = [Self::Memory, Self::Disk, Self::None];
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Memory => "memory",
+            Self::Disk => "disk",
+            Self::None => "none",
+        }
+    }
+}
+
+/// The registry and every metric family.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    _lookups: Family<Labels, Counter>,
+    lookup_handles: Vec<Counter>,
+    /// `outpost_cache_objects{tier}`
+    pub cache_objects: Family<Labels, Gauge>,
+    /// `outpost_cache_bytes{tier}`
+    pub cache_bytes: Family<Labels, Gauge>,
+    /// `outpost_cache_coalesced_total`
+    pub coalesced: Counter,
+    /// `outpost_cache_disk_errors_total`
+    pub disk_errors: Counter,
+    origin_requests: Family<Labels, Counter>,
+    origin_up: Family<Labels, Gauge>,
+    purges: Family<Labels, Counter>,
+    /// `outpost_request_duration_seconds`
+    pub request_duration: Histogram,
+    origin_duration: HistFamily,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<Labels, Counter>::default();
+        let lookups = Family::<Labels, Counter>::default();
+        let cache_objects = Family::<Labels, Gauge>::default();
+        let cache_bytes = Family::<Labels, Gauge>::default();
+        let coalesced = Counter::default();
+        let disk_errors = Counter::default();
+        let origin_requests = Family::<Labels, Counter>::default();
+        let origin_up = Family::<Labels, Gauge>::default();
+        let purges = Family::<Labels, Counter>::default();
+        let request_duration = duration_histogram();
+        let origin_duration: HistFamily = Family::new_with_constructor(duration_histogram);
+        registry.register("outpost_requests", "Client requests by route and status class", requests.clone());
+        registry.register("outpost_cache_lookups", "Cache lookups by result and tier", lookups.clone());
+        registry.register("outpost_cache_objects", "Objects stored per tier", cache_objects.clone());
+        registry.register("outpost_cache_bytes", "Bytes stored per tier", cache_bytes.clone());
+        registry.register("outpost_cache_coalesced", "Requests that waited on another request's fetch", coalesced.clone());
+        registry.register("outpost_cache_disk_errors", "Disk tier I/O errors", disk_errors.clone());
+        registry.register("outpost_origin_requests", "Requests sent to origin servers", origin_requests.clone());
+        registry.register("outpost_origin_up", "1 when the origin server is in rotation, 0 when out", origin_up.clone());
+        registry.register("outpost_purges", "Purge operations by kind", purges.clone());
+        registry.register("outpost_request_duration_seconds", "Client request duration", request_duration.clone());
+        registry.register("outpost_origin_duration_seconds", "Origin response time (to headers)", origin_duration.clone());
+        let mut lookup_handles = Vec::new();
+        for r in LookupResult::ALL {
+            for t in TierLabel::ALL {
+                let labels = vec![("result", r.as_str().to_string()), ("tier", t.as_str().to_string())];
+                lookup_handles.push(lookups.get_or_create(&labels).clone());
+            }
+        }
+        for t in ["memory", "disk"] {
+            let labels = vec![("tier", t.to_string())];
+            let _ = cache_objects.get_or_create(&labels);
+            let _ = cache_bytes.get_or_create(&labels);
+        }
+        for kind in ["url", "tag", "prefix", "host", "all"] {
+            for soft in ["false", "true"] {
+                let _ = purges.get_or_create(&vec![("kind", kind.to_string()), ("soft", soft.to_string())]);
+            }
+        }
+        Self {
+            registry,
+            requests,
+            _lookups: lookups,
+            lookup_handles,
+            cache_objects,
+            cache_bytes,
+            coalesced,
+            disk_errors,
+            origin_requests,
+            origin_up,
+            purges,
+            request_duration,
+            origin_duration,
+        }
+    }
+
+    /// Pre-created request counters for one route label, one per status class.
+    pub fn route_counters(&self, route: &str) -> [Counter; 5] {
+        STATUS_CLASSES.map(|c| {
+            self.requests
+                .get_or_create(&vec![("route", route.to_string()), ("status_class", c.to_string())])
+                .clone()
+        })
+    }
+
+    /// Pre-created origin request counters for one server, one per status class.
+    pub fn origin_counters(&self, origin: &str, server: &str) -> [Counter; 5] {
+        STATUS_CLASSES.map(|c| {
+            self.origin_requests
+                .get_or_create(&vec![
+                    ("origin", origin.to_string()),
+                    ("server", server.to_string()),
+                    ("status_class", c.to_string()),
+                ])
+                .clone()
+        })
+    }
+
+    /// The `outpost_origin_up` gauge of one server.
+    pub fn origin_up(&self, origin: &str, server: &str) -> Gauge {
+        self.origin_up
+            .get_or_create(&vec![("origin", origin.to_string()), ("server", server.to_string())])
+            .clone()
+    }
+
+    /// The `outpost_origin_duration_seconds` histogram of one origin.
+    pub fn origin_duration(&self, origin: &str) -> Histogram {
+        self.origin_duration.get_or_create(&vec![("origin", origin.to_string())]).clone()
+    }
+
+    /// Counts one cache lookup.
+    pub fn lookup(&self, result: LookupResult, tier: TierLabel) {
+        let ri = LookupResult::ALL.iter().position(|r| *r == result).unwrap_or(0);
+        let ti = TierLabel::ALL.iter().position(|t| *t == tier).unwrap_or(0);
+        if let Some(c) = self.lookup_handles.get(ri * TierLabel::ALL.len() + ti) {
+            c.inc();
+        }
+    }
+
+    /// Counts one purge of `kind` (`url|tag|prefix|host|all`).
+    pub fn purge(&self, kind: &'static str, soft: bool) {
+        self.purges
+            .get_or_create(&vec![("kind", kind.to_string()), ("soft", soft.to_string())])
+            .inc();
+    }
+
+    /// Sets the per-tier cache gauges.
+    pub fn set_tier(&self, tier: &'static str, objects: u64, bytes: u64) {
+        let labels = vec![("tier", tier.to_string())];
+        self.cache_objects.get_or_create(&labels).set(i64::try_from(objects).unwrap_or(i64::MAX));
+        self.cache_bytes.get_or_create(&labels).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Prometheus text exposition of everything.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8192);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,75 @@
+//! The request path. Read `impl ProxyHttp` top to bottom: each phase delegates to one
+//! function in `proxy/` or `cache/`.
+//!
+//! ```text
+//! request_filter ─ validate, route ──▶ request_cache_filter ─ cache on? ──▶ cache lookup
+//!    │ (404/400/431 answered here)        hit ──▶ cache_hit_filter ──▶ response_filter ──▶ logging
+//!    ▼                                     miss/stale ──▶ upstream_peer ──▶ upstream_request_filter
+//! upstream_response_filter ──▶ response_cache_filter (policy) ──▶ response_filter ──▶ logging
+//! errors: fail_to_connect (retry) ─▶ should_serve_stale ─▶ fail_to_proxy (502/503/504)
+//! ```
+
+pub mod ctx;
+pub mod failure;
+pub mod finish;
+pub mod headers;
+pub mod request;
+pub mod response;
+pub mod route;
+pub mod upstream;
+
+use crate::state::Shared;
+use async_trait::async_trait;
+use ctx::RequestCtx;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use std::sync::Arc;
+
+/// The proxy application.
+#[derive(Debug)]
+pub struct Outpost {
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl ProxyHttp for Outpost {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        request::admit(&self.shared, session, ctx).await
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        upstream::pick(session, ctx)
+    }
+
+    fn fail_to_connect(&self, session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, e: Box<Error>) -> Box<Error> {
+        upstream::connect_failed(session, peer, ctx, e)
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        upstream::prepare_request(session, req, ctx)
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        upstream::on_response(resp, ctx);
+        Ok(())
+    }
+
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        response::decorate(session, resp, ctx)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        failure::fail(session, e, ctx).await
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        finish::finish(&self.shared, session, e, ctx);
+    }
+}

@@ -1,0 +1,66 @@
+//! Per-request state carried through the proxy phases.
+
+use crate::state::{InflightGuard, Runtime};
+use crate::upstream::pool::ActiveGuard;
+use crate::upstream::{Pool, Server};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Per-request context (`ProxyHttp::CTX`).
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub started: Instant,
+    pub rt: Option<Arc<Runtime>>,
+    pub inflight: Option<InflightGuard>,
+    /// Lower-cased host without port.
+    pub host: String,
+    pub route: Option<usize>,
+    pub pool: Option<Arc<Pool>>,
+    pub client_ip: Option<IpAddr>,
+    /// Servers whose connect failed for this request (not picked again on retry).
+    pub tried: Vec<SocketAddr>,
+    pub attempts: usize,
+    pub server: Option<Arc<Server>>,
+    pub active: Option<ActiveGuard>,
+    pub upstream_started: Option<Instant>,
+    pub upstream_ms: Option<f64>,
+    /// The Cache-Status value sent (for the access log).
+    pub cache_status: Option<String>,
+    /// Whether this request may use the cache (route.cache and method).
+    pub cacheable_route: bool,
+    /// Set when the proxy answered the request itself (error pages, purge).
+    pub local_status: Option<u16>,
+    pub cache: crate::cache::CacheCtx,
+}
+
+impl RequestCtx {
+    /// A fresh context at request start.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            rt: None,
+            inflight: None,
+            host: String::new(),
+            route: None,
+            pool: None,
+            client_ip: None,
+            tried: Vec::new(),
+            attempts: 0,
+            server: None,
+            active: None,
+            upstream_started: None,
+            upstream_ms: None,
+            cache_status: None,
+            cacheable_route: false,
+            local_status: None,
+            cache: crate::cache::CacheCtx::default(),
+        }
+    }
+}
+
+impl Default for RequestCtx {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,69 @@
+//! Responses the proxy writes itself: refusals before forwarding (404/400/431/501) and
+//! upstream failures (502/503/504), each with a short text body and `Cache-Status`.
+
+use super::ctx::RequestCtx;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, Session};
+use pingora::ErrorSource;
+
+/// Writes a complete plain-text response with a `Cache-Status` of `fwd` and `detail`.
+pub async fn respond(session: &mut Session, ctx: &mut RequestCtx, status: u16, fwd: &str, detail: &str, text: &str) -> Result<()> {
+    let body = Bytes::from(format!("{status} {}: {text}\n", reason(status)));
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    let cs = format!("outpost; fwd={fwd}; detail={detail}");
+    resp.insert_header("cache-status", cs.as_str())?;
+    ctx.cache_status = Some(cs);
+    ctx.local_status = Some(status);
+    if status >= 400 && status != 404 {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+fn reason(status: u16) -> &'static str {
+    http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error")
+}
+
+/// Maps a proxy error to its status and Cache-Status detail (interface.md §3).
+pub fn classify(e: &Error) -> (u16, &'static str) {
+    match e.etype() {
+        ErrorType::HTTPStatus(503) => (503, "no-healthy-server"),
+        ErrorType::HTTPStatus(c) => (*c, "origin-error"),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, "origin-timeout"),
+        _ => match e.esource() {
+            ErrorSource::Upstream => (502, "origin-unreachable"),
+            ErrorSource::Downstream => match e.etype() {
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "client-gone"),
+                _ => (400, "bad-request"),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => (500, "internal"),
+        },
+    }
+}
+
+/// `ProxyHttp::fail_to_proxy`: answer with our error page unless something was already sent.
+pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    let (code, detail) = classify(e);
+    let already = session.response_written().is_some();
+    if code > 0 && !already {
+        let fwd = ctx.cache.fwd_for_error();
+        let name = ctx.pool.as_ref().map(|p| p.name().to_string()).unwrap_or_default();
+        let text = match code {
+            502 => format!("could not connect to origin \"{name}\""),
+            503 => format!("no healthy server in origin \"{name}\""),
+            504 => format!("origin \"{name}\" timed out"),
+            400 => "malformed request".to_string(),
+            _ => format!("{e}"),
+        };
+        if let Err(err) = respond(session, ctx, code, fwd, detail, &text).await {
+            tracing::debug!("failed to write error response: {err}");
+        }
+    }
+    FailToProxy { error_code: code, can_reuse_downstream: false }
+}

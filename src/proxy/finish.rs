@@ -1,0 +1,50 @@
+//! `logging`: request metrics and the JSON access log line (interface.md §6, §7).
+
+use super::ctx::RequestCtx;
+use crate::state::Shared;
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Records the finished request.
+pub fn finish(shared: &Shared, session: &Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    ctx.active = None;
+    let status = session
+        .response_written()
+        .map(|r| r.status.as_u16())
+        .or(ctx.local_status)
+        .unwrap_or_else(|| e.map_or(0, |e| super::failure::classify(e).0));
+    let elapsed = ctx.started.elapsed();
+    shared.metrics.request_duration.observe(elapsed.as_secs_f64());
+    if let Some(rt) = &ctx.rt {
+        if status > 0 {
+            if let Some(c) = rt.counters(ctx.route).and_then(|c| c.get(crate::metrics::class_index(status))) {
+                c.inc();
+            }
+        }
+    }
+    if !shared.access_log.enabled() || session.subrequest_ctx.is_some() {
+        return;
+    }
+    let req = session.req_header();
+    let id = REQUEST_SEQ.fetch_add(1, Ordering::Relaxed);
+    let line = serde_json::json!({
+        "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "client": ctx.client_ip.map(|ip| ip.to_string()),
+        "method": req.method.as_str(),
+        "host": ctx.host,
+        "path": req.uri.path_and_query().map_or("/", |p| p.as_str()),
+        "status": status,
+        "bytes": session.body_bytes_sent(),
+        "duration_ms": (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+        "cache": ctx.cache_status,
+        "origin": ctx.upstream_ms.and(ctx.pool.as_ref()).map(|p| p.name()),
+        "server": ctx.upstream_ms.and(ctx.server.as_ref()).map(|s| s.label.as_str()),
+        "upstream_ms": ctx.upstream_ms.map(|m| (m * 1000.0).round() / 1000.0),
+        "request_id": format!("{:x}-{id:x}", std::process::id()),
+    });
+    shared.access_log.write(line.to_string());
+}

@@ -1,0 +1,104 @@
+//! Upstream side of a request: server choice (with retries on connect failure),
+//! proxy headers to the origin, and bookkeeping of the origin's answer.
+
+use super::ctx::RequestCtx;
+use super::headers;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::Peer;
+use std::time::{Duration, Instant};
+
+/// `upstream_peer`: a healthy server not yet tried by this request.
+pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    let Some(pool) = ctx.pool.clone() else {
+        return Err(Error::explain(ErrorType::HTTPStatus(404), "no route"));
+    };
+    ctx.attempts += 1;
+    let key = session.req_header().uri.path_and_query().map_or(b"/".as_slice(), |p| p.as_str().as_bytes());
+    let server = match pool.select(key, &ctx.tried) {
+        Some(s) => s,
+        None if !ctx.tried.is_empty() => {
+            return Err(Error::explain(ErrorType::ConnectRefused, "every server tried failed to connect").into_up());
+        }
+        None => return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy server").into_up()),
+    };
+    let cfg = &pool.cfg;
+    let sni = if cfg.sni.is_empty() { server.addr.ip().to_string() } else { cfg.sni.clone() };
+    let mut peer = HttpPeer::new(server.addr, cfg.tls, sni);
+    let o = &mut peer.options;
+    o.connection_timeout = Some(cfg.connect_timeout);
+    o.total_connection_timeout = Some(cfg.connect_timeout);
+    o.read_timeout = Some(cfg.read_timeout);
+    o.write_timeout = Some(cfg.read_timeout);
+    o.idle_timeout = Some(Duration::from_secs(60));
+    ctx.active = Some(server.begin());
+    ctx.server = Some(server);
+    ctx.upstream_started = Some(Instant::now());
+    Ok(Box::new(peer))
+}
+
+/// `fail_to_connect`: passive health, then retry idempotent requests on another server.
+pub fn connect_failed(session: &Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    ctx.active = None;
+    if let (Some(pool), Some(addr)) = (ctx.pool.as_ref(), peer.address().as_inet()) {
+        pool.report_connect_failure(addr);
+        ctx.tried.push(*addr);
+        let idempotent = matches!(session.req_header().method.as_str(), "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE");
+        if idempotent && ctx.attempts <= pool.cfg.retries {
+            e.set_retry(true);
+        }
+    }
+    e
+}
+
+/// `upstream_request_filter`: Host, X-Forwarded-*, X-Real-IP, Via; hop-by-hop removed.
+pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
+    headers::strip_hop_by_hop_req(req);
+    let client_host = session
+        .req_header()
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| session.req_header().headers.get("host").and_then(|h| h.to_str().ok()).map(str::to_string))
+        .unwrap_or_default();
+    let pool_host = ctx.pool.as_ref().map(|p| p.cfg.host.as_str()).unwrap_or("");
+    if !pool_host.is_empty() {
+        req.insert_header("host", pool_host)?;
+    } else if req.headers.get("host").is_none() && !client_host.is_empty() {
+        req.insert_header("host", client_host.as_str())?;
+    }
+    if let (Some(ip), Some(rt)) = (ctx.client_ip, ctx.rt.as_ref()) {
+        let existing = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (xff, real) = headers::forwarded_for(existing.as_deref(), ip, &rt.cfg.server.trusted_proxies);
+        req.insert_header("x-forwarded-for", xff)?;
+        req.insert_header("x-real-ip", real.to_string())?;
+    }
+    let proto = if session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some() { "https" } else { "http" };
+    req.insert_header("x-forwarded-proto", proto)?;
+    if !client_host.is_empty() {
+        req.insert_header("x-forwarded-host", client_host)?;
+    }
+    let via = headers::via(req.headers.get("via").and_then(|v| v.to_str().ok()));
+    req.insert_header("via", via)?;
+    Ok(())
+}
+
+/// `upstream_response_filter`: origin timing, per-server counters, passive success.
+pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) {
+    if let Some(t) = ctx.upstream_started {
+        let secs = t.elapsed().as_secs_f64();
+        ctx.upstream_ms = Some(secs * 1000.0);
+        if let Some(pool) = &ctx.pool {
+            pool.duration.observe(secs);
+        }
+    }
+    if let Some(server) = &ctx.server {
+        if let Some(c) = server.requests.get(crate::metrics::class_index(resp.status.as_u16())) {
+            c.inc();
+        }
+        if let Some(pool) = &ctx.pool {
+            pool.report_success(&server.addr);
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! State shared by the proxy, the admin API and background services.
+//! Config-derived parts live in `Runtime`, swapped atomically (arc-swap) so a reload
+//! never blocks or tears a request: each request holds the `Arc<Runtime>` it started with.
+
+use crate::access_log::AccessLog;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::proxy::route::RouteTable;
+use crate::upstream::OriginPools;
+use arc_swap::ArcSwap;
+use prometheus_client::metrics::counter::Counter;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything derived from one config.
+#[derive(Debug)]
+pub struct Runtime {
+    pub cfg: Arc<Config>,
+    pub routes: RouteTable,
+    pub pools: OriginPools,
+    /// `outpost_requests_total` handles per route; the last entry is `route="none"`.
+    pub route_counters: Vec<[Counter; 5]>,
+}
+
+impl Runtime {
+    /// Builds pools, routes and metric handles for `cfg`.
+    pub fn new(cfg: Arc<Config>, metrics: &Metrics) -> Self {
+        let routes = RouteTable::new(&cfg.routes);
+        let pools = OriginPools::from_config(&cfg, metrics);
+        let mut route_counters: Vec<[Counter; 5]> = cfg
+            .routes
+            .iter()
+            .map(|r| metrics.route_counters(&route_label(r)))
+            .collect();
+        route_counters.push(metrics.route_counters("none"));
+        Self { cfg, routes, pools, route_counters }
+    }
+
+    /// Request counters of a route (`None` = no route matched).
+    pub fn counters(&self, route: Option<usize>) -> Option<&[Counter; 5]> {
+        match route {
+            Some(i) => self.route_counters.get(i),
+            None => self.route_counters.last(),
+        }
+    }
+}
+
+/// The `route` label: host pattern + prefix, e.g. `*/` or `example.test/api/`.
+pub fn route_label(r: &crate::config::RouteConfig) -> String {
+    use crate::config::HostMatch;
+    let host = match &r.host {
+        HostMatch::Any => "*".to_string(),
+        HostMatch::Exact(h) => h.clone(),
+        HostMatch::Suffix(s) => format!("*{s}"),
+    };
+    format!("{host}{}", r.prefix)
+}
+
+/// Process-wide shared state.
+#[derive(Debug)]
+pub struct Shared {
+    pub runtime: ArcSwap<Runtime>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    pub started: Instant,
+    inflight: AtomicUsize,
+}
+
+impl Shared {
+    /// Wraps the first runtime.
+    pub fn new(runtime: Runtime, metrics: Arc<Metrics>, access_log: AccessLog) -> Self {
+        Self {
+            runtime: ArcSwap::from_pointee(runtime),
+            metrics,
+            access_log,
+            started: Instant::now(),
+            inflight: AtomicUsize::new(0),
+        }
+    }
+
+    /// Counts a request in flight until the guard drops (graceful shutdown waits on it).
+    pub fn begin_request(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(self.clone())
+    }
+
+    /// Requests being served now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements the in-flight count on drop.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<Shared>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,114 @@
+//! Active HTTP health checks: a background service probing every server of every
+//! origin that has an `[origin.health]` section, each at its own interval.
+//! Results go to `Pool::observe_check`; this module never picks servers.
+
+use super::{Pool, Server};
+use async_trait::async_trait;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Runs the active checks of every pool that has them.
+#[derive(Debug)]
+pub struct HealthChecks {
+    pub pools: Vec<Arc<Pool>>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tasks = Vec::new();
+        for pool in &self.pools {
+            if pool.cfg.health.is_some() {
+                tasks.push(tokio::spawn(run_pool(pool.clone())));
+            }
+        }
+        let _ = shutdown.changed().await;
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn run_pool(pool: Arc<Pool>) {
+    let Some(h) = pool.cfg.health.clone() else { return };
+    let mut tick = tokio::time::interval(h.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let checks = pool.servers.iter().map(|s| {
+            let pool = pool.clone();
+            let s = s.clone();
+            async move {
+                let ok = probe(&pool, &s).await;
+                pool.observe_check(&s, ok);
+            }
+        });
+        futures_join_all(checks).await;
+    }
+}
+
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futs: impl Iterator<Item = F>) {
+    let handles: Vec<_> = futs.map(tokio::spawn).collect();
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+/// One probe: `GET path` with `Connection: close`; healthy when the status is expected.
+async fn probe(pool: &Pool, server: &Server) -> bool {
+    let Some(h) = pool.cfg.health.as_ref() else { return true };
+    let host = if pool.cfg.host.is_empty() { server.label.clone() } else { pool.cfg.host.clone() };
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: outpost-health\r\nConnection: close\r\n\r\n",
+        h.path
+    );
+    let attempt = async {
+        let mut stream = TcpStream::connect(server.addr).await.ok()?;
+        stream.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = [0u8; 64];
+        let mut n = 0;
+        while n < 12 {
+            let r = stream.read(&mut buf[n..]).await.ok()?;
+            if r == 0 {
+                break;
+            }
+            n += r;
+        }
+        status_of(&buf[..n])
+    };
+    match tokio::time::timeout(h.timeout, attempt).await {
+        Ok(Some(status)) => h.expect_status.contains(&status),
+        _ => false,
+    }
+}
+
+/// Status code of an `HTTP/1.x NNN` status line.
+fn status_of(head: &[u8]) -> Option<u16> {
+    let line = std::str::from_utf8(head.get(..12)?).ok()?;
+    if !line.starts_with("HTTP/1.") {
+        return None;
+    }
+    line.get(9..12)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::status_of;
+
+    #[test]
+    fn status_line_parsing() {
+        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Some(200));
+        assert_eq!(status_of(b"HTTP/1.0 503 x"), Some(503));
+        assert_eq!(status_of(b"SSH-2.0"), None);
+        assert_eq!(status_of(b"HTTP/1.1 2"), None);
+    }
+}
+
+/// Interval used by tests and docs: how long until an ejected server is out.
+pub fn ejection_bound(interval: Duration, fails: usize) -> Duration {
+    interval * u32::try_from(fails + 1).unwrap_or(u32::MAX)
+}
