@@ -45,7 +45,9 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     let access_log = AccessLog::open(&cfg.log.access).map_err(|e| Error::Runtime(e.to_string()))?;
     let cfg = Arc::new(cfg);
     let runtime = Runtime::new(cfg.clone(), &metrics);
-    let shared = Arc::new(Shared::new(runtime, metrics, access_log));
+    let storage = crate::cache::storage::Storage::new(&cfg.cache);
+    let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout)));
+    let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
 
     let mut conf = ServerConf::default();
     conf.threads = cfg.server.threads.max(1);
@@ -59,7 +61,7 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Outpost { shared: shared.clone() },
+        Outpost { shared: shared.clone(), cache: layer },
         "outpost proxy",
     );
     for a in &proxy_addrs {

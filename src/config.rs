@@ -1,8 +1,15 @@
-//! Configuration: TOML file → raw serde shape (`raw`) → validated types (`types`).
+//! Configuration: TOML file → file shape (`raw`, read through `reader`'s typed getters)
+//! → cross-field rules (`validate`, `routing`, `certs`) → validated types (`types`).
 //! `check` and `run` share `load`; every problem is reported at once with its dotted path.
 
+mod certs;
 mod raw;
+mod reader;
+mod routing;
+#[cfg(test)]
+mod tests;
 mod types;
+mod units;
 mod validate;
 
 pub use types::*;
@@ -22,4 +29,33 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Validates TOML text; relative file paths (certs, disk) resolve against `base`.
 pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
     validate::parse(text, base)
+}
+
+/// The one line `outpost check` prints for a valid file, e.g.
+/// `config ok: 1 listener(s), 2 origin(s) with 3 server(s), 2 route(s), cache memory 256MiB, disk off, hash 1a2b3c4d5e6f7a8b`.
+pub fn summary(cfg: &Config) -> String {
+    let tls_listeners = cfg.tls.as_ref().map_or(0, |t| t.listen.len());
+    let listeners = cfg.server.listen.len() + tls_listeners;
+    let tls = match tls_listeners {
+        0 => String::new(),
+        n => format!(" ({n} TLS)"),
+    };
+    let servers: usize = cfg.origins.iter().map(|o| o.servers.len()).sum();
+    let disk = match &cfg.cache.disk {
+        Some(d) => format!("{} at {}", format_size(d.size), d.path.display()),
+        None => "off".to_string(),
+    };
+    format!(
+        "config ok: {listeners} listener(s){tls}, {} origin(s) with {servers} server(s), {} route(s), \
+         cache memory {}, disk {disk}, hash {}",
+        cfg.origins.len(),
+        cfg.routes.len(),
+        format_size(cfg.cache.memory),
+        cfg.hash,
+    )
+}
+
+/// A byte count in the config's own notation: `268435456` → `"256MiB"`.
+pub fn format_size(bytes: u64) -> String {
+    units::format_size(bytes)
 }

@@ -1,8 +1,10 @@
 //! Operations behind the admin API: purge, config reload/rollback, status of the cache.
-//! The purge path takes a parsed request and does not care whether it came from the
-//! admin API, the PURGE method or (later) a fleet message bus.
+//! The purge path (`run_purge`) takes a parsed request and does not care whether it came
+//! from the admin API, the PURGE method or (later) a fleet message bus.
 
 use crate::admin::Ops;
+use crate::cache::key;
+use crate::cache::purge::PurgeRequest;
 use crate::state::Shared;
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -21,10 +23,55 @@ impl LiveOps {
     }
 }
 
+/// Absolute URL → primary keys for both schemes (a purge by URL hits http and https copies).
+fn url_keys(url: &str, filter: &key::QueryFilter) -> Vec<String> {
+    let (rest, _) = match url.split_once("://") {
+        Some((s, r)) => (r, s),
+        None => (url, "http"),
+    };
+    let (authority, pq) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() && !h.ends_with(']') || authority.starts_with('[') && p.parse::<u16>().is_ok() => h,
+        _ => authority,
+    };
+    let pq = if pq.starts_with('?') { format!("/{pq}") } else { pq.to_string() };
+    ["http", "https"].iter().map(|s| key::primary_key(s, host, &pq, filter)).collect()
+}
+
+/// Runs a purge from any source; returns the API's status and JSON answer.
+/// Logs one audit line and counts `outpost_purges_total`.
+pub async fn run_purge(shared: &Shared, mut req: PurgeRequest, who: &str, via: &str) -> (u16, Value) {
+    if let Err(e) = req.validate() {
+        return (400, json!({ "error": e.to_string() }));
+    }
+    let rt = shared.runtime.load();
+    let input = req.clone();
+    req.urls = req.urls.iter().flat_map(|u| url_keys(u, &rt.cache.filter)).collect();
+    let result = shared.cache.storage.purge_request(&req).await;
+    for (kind, n) in result.counts.iter() {
+        for _ in 0..n.min(1) {
+            shared.metrics.purge(kind, result.soft);
+        }
+    }
+    let took_ms = (result.took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+    tracing::info!(
+        target: "audit",
+        who, via, urls = ?input.urls, tags = ?input.tags, prefixes = ?input.prefixes, hosts = ?input.hosts,
+        all = input.all, soft = input.soft, purged = ?result.purged, took_ms, "purge"
+    );
+    (200, json!({ "id": result.id.to_string(), "purged": result.purged, "took_ms": took_ms }))
+}
+
 #[async_trait]
 impl Ops for LiveOps {
-    async fn purge(&self, _body: &[u8], _who: &str) -> (u16, Value) {
-        (503, json!({ "error": "cache not available" }))
+    async fn purge(&self, body: &[u8], who: &str) -> (u16, Value) {
+        match PurgeRequest::from_json(body) {
+            Ok(req) => run_purge(&self.shared, req, who, "admin").await,
+            Err(e) => (400, json!({ "error": e.to_string() })),
+        }
     }
 
     async fn reload(&self) -> (u16, Value) {
@@ -41,9 +88,30 @@ impl Ops for LiveOps {
     }
 
     fn cache_status(&self) -> Value {
-        json!({ "memory": { "objects": 0, "bytes": 0, "hits": 0, "misses": 0 }, "disk": null })
+        let stats = self.shared.cache.storage.stats();
+        self.shared.metrics.set_tier("memory", stats.memory.objects, stats.memory.bytes);
+        if let Some(d) = stats.disk {
+            self.shared.metrics.set_tier("disk", d.objects, d.bytes);
+        }
+        serde_json::to_value(stats).unwrap_or(Value::Null)
     }
 }
 
 /// Work done once at shutdown, after requests drained (disk index flush).
 pub async fn shutdown_hooks(_shared: &Shared) {}
+
+#[cfg(test)]
+mod tests {
+    use super::url_keys;
+    use crate::cache::key::QueryFilter;
+
+    #[test]
+    fn purge_urls_cover_both_schemes_and_drop_ports() {
+        let f = QueryFilter::new(&["utm_*".to_string()]);
+        assert_eq!(
+            url_keys("http://Example.Test:8080/a.css?utm_x=1&v=2", &f),
+            vec!["http://example.test/a.css?v=2".to_string(), "https://example.test/a.css?v=2".to_string()]
+        );
+        assert_eq!(url_keys("https://a.test", &f)[0], "http://a.test/");
+    }
+}

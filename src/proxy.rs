@@ -1,11 +1,12 @@
 //! The request path. Read `impl ProxyHttp` top to bottom: each phase delegates to one
-//! function in `proxy/` or `cache/`.
+//! function in `proxy/` or `cache`.
 //!
 //! ```text
-//! request_filter ─ validate, route ──▶ request_cache_filter ─ cache on? ──▶ cache lookup
-//!    │ (404/400/431 answered here)        hit ──▶ cache_hit_filter ──▶ response_filter ──▶ logging
-//!    ▼                                     miss/stale ──▶ upstream_peer ──▶ upstream_request_filter
-//! upstream_response_filter ──▶ response_cache_filter (policy) ──▶ response_filter ──▶ logging
+//! request_filter ─ validate, route, PURGE ─▶ request_cache_filter ─ cache on? ─▶ cache lookup
+//!    │ (404/400/431 answered here)   hit ─▶ cache_hit_filter ─▶ response_filter ─▶ logging
+//!    ▼                               miss/stale ─▶ proxy_upstream_filter ─▶ upstream_peer
+//! upstream_request_filter ─▶ upstream_response_filter ─▶ response_cache_filter (policy)
+//!    ─▶ response_filter ─▶ logging
 //! errors: fail_to_connect (retry) ─▶ should_serve_stale ─▶ fail_to_proxy (502/503/504)
 //! ```
 
@@ -13,14 +14,18 @@ pub mod ctx;
 pub mod failure;
 pub mod finish;
 pub mod headers;
+pub mod purge;
 pub mod request;
 pub mod response;
 pub mod route;
 pub mod upstream;
 
+use crate::cache::{self, CacheLayer};
 use crate::state::Shared;
 use async_trait::async_trait;
 use ctx::RequestCtx;
+use pingora::cache::key::HashBinary;
+use pingora::cache::{CacheKey, CacheMeta, ForcedFreshness, HitHandler, RespCacheable};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -30,6 +35,7 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Outpost {
     pub shared: Arc<Shared>,
+    pub cache: &'static CacheLayer,
 }
 
 #[async_trait]
@@ -41,7 +47,46 @@ impl ProxyHttp for Outpost {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        request::admit(&self.shared, session, ctx).await
+        if request::admit(&self.shared, session, ctx).await? {
+            return Ok(true);
+        }
+        purge::maybe_purge(&self.shared, session, ctx).await
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        cache::enable(self.cache, session, ctx);
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        cache::cache_key(self.cache, session, ctx)
+    }
+
+    fn cache_vary_filter(&self, meta: &CacheMeta, ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+        cache::vary(meta, ctx, req)
+    }
+
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        hit: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(cache::on_hit(meta, hit, ctx))
+    }
+
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if cache::may_go_upstream(ctx) {
+            return Ok(true);
+        }
+        failure::respond(session, ctx, 504, "uri-miss", "only-if-cached", "not in cache (only-if-cached)").await?;
+        Ok(false)
+    }
+
+    fn should_serve_stale(&self, _session: &mut Session, ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+        cache::may_serve_stale(ctx, error)
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -58,10 +103,16 @@ impl ProxyHttp for Outpost {
 
     async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         upstream::on_response(resp, ctx);
+        cache::on_upstream_response(resp, ctx);
         Ok(())
     }
 
+    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
+        Ok(cache::decide(session, resp, ctx))
+    }
+
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        purge::invalidate_on_unsafe(&self.shared, session, resp, ctx).await;
         response::decorate(session, resp, ctx)
     }
 

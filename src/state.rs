@@ -19,6 +19,8 @@ pub struct Runtime {
     pub cfg: Arc<Config>,
     pub routes: RouteTable,
     pub pools: OriginPools,
+    /// Cache rules of this config.
+    pub cache: crate::cache::Rules,
     /// `outpost_requests_total` handles per route; the last entry is `route="none"`.
     pub route_counters: Vec<[Counter; 5]>,
 }
@@ -34,7 +36,8 @@ impl Runtime {
             .map(|r| metrics.route_counters(&route_label(r)))
             .collect();
         route_counters.push(metrics.route_counters("none"));
-        Self { cfg, routes, pools, route_counters }
+        let cache = crate::cache::Rules::from_config(&cfg.cache);
+        Self { cfg, routes, pools, cache, route_counters }
     }
 
     /// Request counters of a route (`None` = no route matched).
@@ -63,17 +66,19 @@ pub struct Shared {
     pub runtime: ArcSwap<Runtime>,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
+    pub cache: &'static crate::cache::CacheLayer,
     pub started: Instant,
     inflight: AtomicUsize,
 }
 
 impl Shared {
     /// Wraps the first runtime.
-    pub fn new(runtime: Runtime, metrics: Arc<Metrics>, access_log: AccessLog) -> Self {
+    pub fn new(runtime: Runtime, metrics: Arc<Metrics>, access_log: AccessLog, cache: &'static crate::cache::CacheLayer) -> Self {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,
             access_log,
+            cache,
             started: Instant::now(),
             inflight: AtomicUsize::new(0),
         }

@@ -1,1 +1,258 @@
-//! (in progress)
+//! Purge engine shared by `POST /purge` (admin) and the `PURGE` method (proxy): parses and
+//! validates a purge request, records ban records (`bans.rs`) so the next lookup of any
+//! matching object misses (hard) or revalidates (soft), and removes matching memory objects
+//! eagerly through the storage indexes. Cost is O(1) + O(matching objects), never a scan.
+
+pub(crate) mod bans;
+#[cfg(test)]
+mod tests;
+
+use crate::cache::storage::entry::{host_of, lower_authority};
+use crate::cache::storage::Storage;
+use pingora_cache::key::CacheHashKey;
+use pingora_cache::CacheKey;
+use serde::Deserialize;
+use std::time::{Duration, Instant, SystemTime};
+
+/// A purge: the body of `POST /purge` (interface.md §5). Everything listed is purged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRequest {
+    /// Absolute URLs in primary-key form (`http://example.test/a.css`): every Vary variant.
+    #[serde(default)]
+    pub urls: Vec<String>,
+    /// Objects whose `Surrogate-Key` / `Cache-Tag` carried one of these (exact match).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Absolute URL prefixes (`http://example.test/img/`); scheme and host are case-insensitive.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Hosts (`example.test`), any scheme and port.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Everything.
+    #[serde(default)]
+    pub all: bool,
+    /// Mark stale (revalidate on next use, may serve stale) instead of removing.
+    #[serde(default)]
+    pub soft: bool,
+}
+
+/// A purge request that cannot be run; the message is meant for the API client (400).
+#[derive(Debug, thiserror::Error)]
+pub enum PurgeError {
+    /// Not JSON, wrong types, or an unknown field.
+    #[error("invalid purge request: {0}")]
+    Json(#[from] serde_json::Error),
+    /// `{}` or only empty lists.
+    #[error("nothing to purge: give at least one of \"urls\", \"tags\", \"prefixes\", \"hosts\" (non-empty lists) or \"all\": true")]
+    Empty,
+    /// One item is malformed.
+    #[error("{field}[{index}]: {reason}")]
+    Item {
+        /// `urls`, `tags`, `prefixes` or `hosts`.
+        field: &'static str,
+        /// Zero-based position in the list.
+        index: usize,
+        /// What was expected.
+        reason: String,
+    },
+}
+
+/// Items per kind in one purge (for `outpost_purges_total{kind, soft}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PurgeCounts {
+    /// `urls` given.
+    pub url: u64,
+    /// `tags` given.
+    pub tag: u64,
+    /// `prefixes` given.
+    pub prefix: u64,
+    /// `hosts` given.
+    pub host: u64,
+    /// 1 for `"all": true`.
+    pub all: u64,
+}
+
+impl PurgeCounts {
+    /// `(kind label, count)` for every kind, in metric label form.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("url", self.url),
+            ("tag", self.tag),
+            ("prefix", self.prefix),
+            ("host", self.host),
+            ("all", self.all),
+        ]
+        .into_iter()
+    }
+}
+
+/// What a purge did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeResult {
+    /// The purge's sequence number: unique and increasing (usable as the API's `id`).
+    pub id: u64,
+    /// Objects (Vary variants count separately) purged, when known.
+    pub purged: Option<u64>,
+    /// Time spent, until every later lookup was guaranteed to miss (or revalidate).
+    pub took: Duration,
+    /// Whether it was a soft purge.
+    pub soft: bool,
+    /// Items per kind in the request.
+    pub counts: PurgeCounts,
+}
+
+// === impl PurgeRequest ===
+
+impl PurgeRequest {
+    /// Parses and validates a `POST /purge` body.
+    pub fn from_json(body: &[u8]) -> Result<PurgeRequest, PurgeError> {
+        let mut req: PurgeRequest = serde_json::from_slice(body)?;
+        req.validate()?;
+        Ok(req)
+    }
+
+    /// A hard purge of one URL and all its variants (the `PURGE` method).
+    pub fn url(url: impl Into<String>) -> PurgeRequest {
+        PurgeRequest {
+            urls: vec![url.into()],
+            ..PurgeRequest::default()
+        }
+    }
+
+    /// Trims items and checks there is something well-formed to purge.
+    pub fn validate(&mut self) -> Result<(), PurgeError> {
+        if self.urls.is_empty()
+            && self.tags.is_empty()
+            && self.prefixes.is_empty()
+            && self.hosts.is_empty()
+            && !self.all
+        {
+            return Err(PurgeError::Empty);
+        }
+        check(&mut self.urls, "urls", absolute_url)?;
+        check(&mut self.prefixes, "prefixes", absolute_url)?;
+        check(&mut self.tags, "tags", |t| {
+            (!t.is_empty())
+                .then_some(())
+                .ok_or_else(|| "empty tag".to_string())
+        })?;
+        check(&mut self.hosts, "hosts", |h| {
+            if h.is_empty() || h.contains(['/', ' ', '\t']) {
+                Err(format!(
+                    "expected a host name like \"example.test\", got {h:?}"
+                ))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn counts(&self) -> PurgeCounts {
+        PurgeCounts {
+            url: self.urls.len() as u64,
+            tag: self.tags.len() as u64,
+            prefix: self.prefixes.len() as u64,
+            host: self.hosts.len() as u64,
+            all: u64::from(self.all),
+        }
+    }
+}
+
+fn check(
+    items: &mut [String],
+    field: &'static str,
+    ok: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), PurgeError> {
+    for (index, item) in items.iter_mut().enumerate() {
+        let trimmed = item.trim();
+        if trimmed.len() != item.len() {
+            *item = trimmed.to_string();
+        }
+        ok(item).map_err(|reason| PurgeError::Item {
+            field,
+            index,
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
+fn absolute_url(u: &str) -> Result<(), String> {
+    let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
+    let rest = if lower.starts_with("http://") {
+        &u[7..]
+    } else if lower.starts_with("https://") {
+        &u[8..]
+    } else {
+        return Err(format!(
+            "expected an absolute http(s) URL like \"http://example.test/a.css\", got {u:?}"
+        ));
+    };
+    if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+        return Err(format!("URL has no host: {u:?}"));
+    }
+    Ok(())
+}
+
+// === impl Storage ===
+
+impl Storage {
+    /// Runs a (validated) purge. When it returns, no lookup serves the purged content fresh
+    /// (hard: a miss; soft: stale, revalidated). Large sets are freed in the background.
+    pub async fn purge_request(&'static self, req: &PurgeRequest) -> PurgeResult {
+        let start = Instant::now();
+        let soft = req.soft;
+        let at = SystemTime::now();
+        let urls: Vec<String> = req.urls.iter().map(|u| lower_authority(u)).collect();
+        let prefixes: Vec<String> = req.prefixes.iter().map(|p| lower_authority(p)).collect();
+        let hosts: Vec<String> = req.hosts.iter().map(|h| host_of(h)).collect();
+        let (seq, keys, count) = self.ban(soft, at, |idx, w, keys| {
+            for url in &urls {
+                let mut pks = idx.primaries_of_url(url);
+                let hashed = CacheKey::new(url.as_str(), "").primary_bin();
+                if !pks.contains(&hashed) {
+                    pks.push(hashed);
+                }
+                for pk in pks {
+                    w.url(pk);
+                    keys.extend(idx.variants(&pk).iter().copied());
+                }
+            }
+            for tag in &req.tags {
+                w.tag(tag);
+                idx.tagged(tag, !soft, keys);
+            }
+            for prefix in &prefixes {
+                w.prefix(prefix);
+                idx.with_prefix(prefix, keys);
+            }
+            for host in &hosts {
+                w.host(host);
+                idx.on_host(host, keys);
+            }
+            if req.all {
+                w.all();
+                let n = idx.len() as u64;
+                keys.clear(); // soft: applied lazily at lookup; hard: dropped wholesale below
+                if !soft {
+                    idx.clear();
+                }
+                return Some(n);
+            }
+            None
+        });
+        if req.all && !soft {
+            self.drop_all();
+        }
+        self.apply(seq, keys, soft, at).await;
+        PurgeResult {
+            id: seq,
+            purged: Some(count),
+            took: start.elapsed(),
+            soft,
+            counts: req.counts(),
+        }
+    }
+}

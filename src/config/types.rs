@@ -129,6 +129,8 @@ pub struct LogConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection {
     RoundRobin,
+    /// Never produced by the loader: `selection = "weighted"` is read as `RoundRobin`
+    /// (weights apply to every selection but `LeastConn`). Kept for callers that match on it.
     Weighted,
     Consistent,
     Random,

@@ -35,6 +35,7 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     ctx.active = Some(server.begin());
     ctx.server = Some(server);
     ctx.upstream_started = Some(Instant::now());
+    ctx.cache.request_time = Some(std::time::SystemTime::now());
     Ok(Box::new(peer))
 }
 

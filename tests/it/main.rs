@@ -1,1 +1,19 @@
+//! Integration tests: the real `outpost` binary in front of in-process scripted origins.
+//! Everything goes through the user-facing contract (shared/design/interface.md).
+//! One binary on purpose: Pingora links slowly.
 
+#[allow(dead_code)]
+mod support;
+
+mod admin;
+mod balancing;
+mod caching;
+mod coalescing;
+mod config_check;
+mod errors;
+mod headers;
+mod health;
+mod lifecycle;
+mod purge;
+mod routing;
+mod tiers;

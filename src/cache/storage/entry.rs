@@ -1,0 +1,189 @@
+//! The stored object: serialized `CacheMeta`, the body as a list of `Bytes` chunks, and
+//! what purges match on (URL, host, tags, purge stamp). Shared by the memory tier and
+//! in-flight fills. Pure data: no locking, no I/O.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora_cache::key::HashBinary;
+use pingora_cache::CacheMeta;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// At most this many tags are recorded per object (an origin could send thousands).
+const MAX_TAGS: usize = 256;
+/// Longer tags are ignored rather than truncated (a truncated tag would match the wrong purge).
+const MAX_TAG_LEN: usize = 1024;
+
+/// `CacheMeta::serialize()` output: (internal meta, response header).
+pub(crate) type MetaBin = (Vec<u8>, Vec<u8>);
+
+/// What purges match an object on. Shared (`Arc`) between a fill and the entry it becomes.
+#[derive(Debug)]
+pub(crate) struct EntryInfo {
+    /// `key.primary_bin()`: every Vary variant of a URL has the same one.
+    pub(crate) primary: HashBinary,
+    /// The primary key string, a canonical URL such as `http://example.test/a.css?x=1`.
+    pub(crate) url: Arc<str>,
+    /// Lower-cased host of `url`, without port.
+    pub(crate) host: Arc<str>,
+    /// From the stored `Surrogate-Key` and `Cache-Tag` headers.
+    pub(crate) tags: Box<[Box<str>]>,
+}
+
+impl EntryInfo {
+    pub(crate) fn new(primary: HashBinary, url: &str, header: &ResponseHeader) -> Self {
+        EntryInfo {
+            primary,
+            url: Arc::from(url),
+            host: Arc::from(host_of(url)),
+            tags: tags_of(header),
+        }
+    }
+
+    /// Same object, tags re-read from a new header (a 304 may change `Cache-Tag`).
+    pub(crate) fn with_header(&self, header: &ResponseHeader) -> Self {
+        EntryInfo {
+            primary: self.primary,
+            url: self.url.clone(),
+            host: self.host.clone(),
+            tags: tags_of(header),
+        }
+    }
+}
+
+/// An immutable body: chunks as received from the origin (never copied) and their offsets.
+#[derive(Debug, Default)]
+pub(crate) struct Body {
+    chunks: Vec<Bytes>,
+    /// `starts[i]` is the offset of `chunks[i]` in the body.
+    starts: Vec<usize>,
+    len: usize,
+}
+
+impl Body {
+    pub(crate) fn new(chunks: Vec<Bytes>) -> Self {
+        let mut starts = Vec::with_capacity(chunks.len());
+        let mut len = 0;
+        for c in &chunks {
+            starts.push(len);
+            len += c.len();
+        }
+        Body {
+            chunks,
+            starts,
+            len,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The chunk holding byte `offset` (which must be `< len`) and the chunk's start offset.
+    pub(crate) fn locate(&self, offset: usize) -> (usize, usize) {
+        let i = self
+            .starts
+            .partition_point(|&s| s <= offset)
+            .saturating_sub(1);
+        (i, self.starts.get(i).copied().unwrap_or(0))
+    }
+
+    pub(crate) fn chunk(&self, i: usize) -> Option<&Bytes> {
+        self.chunks.get(i)
+    }
+}
+
+/// One stored object (one Vary variant of one URL).
+#[derive(Debug)]
+pub(crate) struct Entry {
+    /// Unique per stored generation: index slots and lazy removals compare it so that a
+    /// newer object under the same key is never removed by mistake.
+    pub(crate) id: u64,
+    /// The purge sequence number when its fill started (or its last revalidation): a ban
+    /// with a higher sequence number applies to it.
+    pub(crate) stamp: u64,
+    pub(crate) meta: MetaBin,
+    pub(crate) body: Arc<Body>,
+    pub(crate) info: Arc<EntryInfo>,
+}
+
+impl Entry {
+    /// Bytes charged to the memory tier: serialized header + internal meta + body.
+    pub(crate) fn weight(&self) -> u64 {
+        (self.meta.0.len() + self.meta.1.len() + self.body.len()) as u64
+    }
+
+    pub(crate) fn cache_meta(&self) -> pingora::Result<CacheMeta> {
+        CacheMeta::deserialize(&self.meta.0, &self.meta.1)
+    }
+
+    /// A copy whose meta is stale as of `at` (soft purge). Keeps id, stamp and body.
+    pub(crate) fn expired_at(&self, at: SystemTime) -> pingora::Result<Entry> {
+        Ok(Entry {
+            id: self.id,
+            stamp: self.stamp,
+            meta: expire_bin(&self.meta, at)?,
+            body: self.body.clone(),
+            info: self.info.clone(),
+        })
+    }
+}
+
+/// Re-serializes `meta` with `fresh_until` moved to at most `at`.
+pub(crate) fn expire_bin(meta: &MetaBin, at: SystemTime) -> pingora::Result<MetaBin> {
+    let mut m = CacheMeta::deserialize(&meta.0, &meta.1)?;
+    m.expire_at(at);
+    m.serialize()
+}
+
+/// Tags from `Surrogate-Key` (space separated) and `Cache-Tag` (comma separated), deduplicated,
+/// in header order. Case is kept: tags match exactly.
+pub(crate) fn tags_of(header: &ResponseHeader) -> Box<[Box<str>]> {
+    let mut seen = HashSet::new();
+    let mut tags: Vec<Box<str>> = Vec::new();
+    let surrogate = header.headers.get_all("surrogate-key").into_iter();
+    let cache_tag = header.headers.get_all("cache-tag").into_iter();
+    let words = surrogate
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split_ascii_whitespace());
+    let items = cache_tag
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(',').map(str::trim));
+    for tag in words.chain(items) {
+        if tags.len() >= MAX_TAGS {
+            break;
+        }
+        if !tag.is_empty() && tag.len() <= MAX_TAG_LEN && seen.insert(tag) {
+            tags.push(tag.into());
+        }
+    }
+    tags.into_boxed_slice()
+}
+
+/// Lower-cased host of an absolute URL, without userinfo or port (`""` if there is none).
+pub(crate) fn host_of(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if hostport.starts_with('[') {
+        hostport.split_inclusive(']').next().unwrap_or(hostport)
+    } else {
+        hostport.split(':').next().unwrap_or(hostport)
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Lower-cases the scheme and authority of an absolute URL, keeps path and query as given.
+pub(crate) fn lower_authority(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    format!(
+        "{}://{}{tail}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    )
+}

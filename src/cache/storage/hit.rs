@@ -1,0 +1,184 @@
+//! Hit handlers: a complete object (zero-copy slices of its chunks, seekable for ranges) or
+//! an in-flight fill (streams chunks as the writer appends them; not seekable; an error if
+//! the writer fails). Both carry the tier they came from for the lookup metrics.
+
+use super::entry::Body;
+use super::fill::{Fill, FillState};
+use super::Tier;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::{Error, ErrorType};
+use pingora_cache::storage::{HandleHit, Storage as StorageTrait};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::CacheKey;
+use std::any::Any;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The `HitHandler` of [`super::Storage`].
+#[derive(Debug)]
+pub(crate) struct StorageHit {
+    pub(crate) tier: Tier,
+    body: HitBody,
+}
+
+#[derive(Debug)]
+enum HitBody {
+    Complete(CompleteBody),
+    Partial(PartialBody),
+}
+
+impl StorageHit {
+    pub(crate) fn complete(tier: Tier, body: Arc<Body>) -> Self {
+        let end = body.len();
+        StorageHit {
+            tier,
+            body: HitBody::Complete(CompleteBody {
+                body,
+                pos: 0,
+                end,
+                chunk: 0,
+                chunk_start: 0,
+            }),
+        }
+    }
+
+    pub(crate) fn partial(fill: Arc<Fill>) -> Self {
+        let rx = fill.subscribe();
+        StorageHit {
+            tier: Tier::Memory,
+            body: HitBody::Partial(PartialBody { fill, rx, next: 0 }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct CompleteBody {
+    body: Arc<Body>,
+    pos: usize,
+    end: usize,
+    /// Chunk holding `pos`, and its start offset.
+    chunk: usize,
+    chunk_start: usize,
+}
+
+impl CompleteBody {
+    fn read(&mut self) -> Option<Bytes> {
+        while self.pos < self.end {
+            let chunk = self.body.chunk(self.chunk)?;
+            let within = self.pos - self.chunk_start;
+            if within >= chunk.len() {
+                self.chunk += 1;
+                self.chunk_start += chunk.len();
+                continue;
+            }
+            let take = (chunk.len() - within).min(self.end - self.pos);
+            let out = chunk.slice(within..within + take);
+            self.pos += take;
+            return Some(out);
+        }
+        None
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> pingora::Result<()> {
+        let len = self.body.len();
+        if start >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start out of range {start} >= {len}"),
+            );
+        }
+        self.pos = start;
+        // An end past the last byte is allowed: serve what there is.
+        self.end = end.map_or(len, |e| e.min(len));
+        (self.chunk, self.chunk_start) = self.body.locate(start);
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct PartialBody {
+    fill: Arc<Fill>,
+    rx: watch::Receiver<FillState>,
+    next: usize,
+}
+
+impl PartialBody {
+    async fn read(&mut self) -> pingora::Result<Option<Bytes>> {
+        loop {
+            let state = *self.rx.borrow_and_update();
+            let available = match state {
+                FillState::Failed => {
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "cache fill failed: the origin response was not completed",
+                    );
+                }
+                FillState::Writing(n) | FillState::Done(n) => n,
+            };
+            if self.next < available {
+                if let Some(chunk) = self.fill.chunk(self.next) {
+                    self.next += 1;
+                    return Ok(Some(chunk));
+                }
+            }
+            if matches!(state, FillState::Done(_)) {
+                return Ok(None);
+            }
+            if self.rx.changed().await.is_err() {
+                return Error::e_explain(ErrorType::InternalError, "cache fill went away");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HandleHit for StorageHit {
+    async fn read_body(&mut self) -> pingora::Result<Option<Bytes>> {
+        match &mut self.body {
+            HitBody::Complete(c) => Ok(c.read()),
+            HitBody::Partial(p) => p.read().await,
+        }
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn StorageTrait + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> pingora::Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        matches!(self.body, HitBody::Complete(_))
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> pingora::Result<()> {
+        match &mut self.body {
+            HitBody::Complete(c) => c.seek(start, end),
+            HitBody::Partial(_) => {
+                Error::e_explain(ErrorType::InternalError, "seek not supported while filling")
+            }
+        }
+    }
+
+    fn should_count_access(&self) -> bool {
+        matches!(self.body, HitBody::Complete(_))
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        match &self.body {
+            HitBody::Complete(c) => c.body.len(),
+            HitBody::Partial(_) => 0,
+        }
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
