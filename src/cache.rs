@@ -234,7 +234,6 @@ pub fn decide(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) ->
         Decision::Store(f) => {
             f.strip(&mut header);
             crate::proxy::headers::strip_hop_by_hop_resp(&mut header);
-            header.remove_header("age");
             let mut meta = CacheMeta::new(f.fresh_until(response_time), now, f.swr_secs(), f.sie_secs(), header);
             meta.set_epoch_override(f.epoch(response_time));
             ctx.cache.stored = true;
@@ -249,5 +248,18 @@ pub fn decide(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) ->
             };
             RespCacheable::Uncacheable(why)
         }
+    }
+}
+
+/// `Age` of responses built from a stored entry after revalidation: pingora sends the
+/// stored header as is there; the age is now − epoch (which counts the origin's `Age`).
+pub fn fix_age(session: &Session, resp: &mut ResponseHeader) {
+    use pingora::cache::CachePhase;
+    if !matches!(session.cache.phase(), CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_)) {
+        return;
+    }
+    if let Some(meta) = session.cache.maybe_cache_meta() {
+        let age = SystemTime::now().duration_since(meta.epoch()).unwrap_or_default().as_secs();
+        let _ = resp.insert_header("age", age.to_string());
     }
 }

@@ -914,79 +914,39 @@ mod sf {
 /// HTTP-date (RFC 9110 §5.6.7): IMF-fixdate plus the obsolete RFC 850 and asctime forms
 /// recipients MUST accept. Lenient about case, extra spaces, a missing comma and the zone
 /// (GMT/UTC/UT). Dates before 1970 read as `UNIX_EPOCH` (they only ever mean "past").
+/// HTTP-date (RFC 9110 §5.6.7): IMF-fixdate, and the obsolete RFC 850 and asctime forms,
+/// strictly (`UTC` instead of `GMT`, two-digit years in IMF-fixdate, missing commas... are invalid).
 mod http_date {
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-    const MONTHS: [&str; 12] = [
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
-
-    fn month(t: &str) -> Option<i64> {
-        let i = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(t))?;
-        i64::try_from(i).ok().map(|i| i + 1)
-    }
-
-    fn num(t: &str, max_len: usize) -> Option<i64> {
-        let ok = (1..=max_len).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_digit());
-        ok.then(|| t.parse().ok()).flatten()
-    }
+    use std::time::SystemTime;
 
     /// `None` when the value is not a date (callers treat that per field: §5.3 "in the past").
     pub(super) fn parse(v: &[u8]) -> Option<SystemTime> {
-        let s = std::str::from_utf8(v).ok()?;
-        let mut toks: Vec<&str> = s
-            .split([' ', '\t', ',', '-'])
-            .filter(|t| !t.is_empty())
-            .collect();
-        let alpha = |t: &&str| t.bytes().all(|b| b.is_ascii_alphabetic());
-        if toks.first().is_some_and(|t| alpha(t) && month(t).is_none()) {
-            toks.remove(0); // weekday
+        let s = std::str::from_utf8(v).ok()?.trim();
+        if let Ok(t) = httpdate::parse_http_date(s) {
+            return Some(t);
         }
-        if toks.last().is_some_and(|t| {
-            ["gmt", "utc", "ut"]
-                .iter()
-                .any(|z| z.eq_ignore_ascii_case(t))
-        }) {
-            toks.pop();
-        }
-        let (day, mon, year, time) = match toks[..] {
-            [m, d, t, y] if month(m).is_some() => (d, m, y, t), // asctime
-            [d, m, y, t] => (d, m, y, t),
+        // Tolerated (RFC 9110 §5.6.7 asks recipients to be liberal where unambiguous):
+        // wrong letter case, and asctime with its space-padded day.
+        let toks: Vec<&str> = s.split(' ').collect();
+        let rest = match toks[..] {
+            [wd, mon, "", day, time, year] | [wd, mon, day, time, year] if !wd.ends_with(',') && !day.is_empty() && day.len() <= 2 => {
+                format!("{day:0>2} {} {year} {time} GMT", title(mon))
+            }
+            [wd, day, mon, year, time, zone] if wd.ends_with(',') && zone.eq_ignore_ascii_case("gmt") => {
+                format!("{day} {} {year} {time} GMT", title(mon))
+            }
             _ => return None,
         };
-        let (day, mon) = (num(day, 2)?, month(mon)?);
-        let year = match (year.len(), num(year, 4)?) {
-            (2, y) if y < 70 => 2000 + y, // RFC 850 two-digit years
-            (2, y) => 1900 + y,
-            (4, y) => y,
-            _ => return None,
-        };
-        let hms: Vec<i64> = time.split(':').map(|t| num(t, 2)).collect::<Option<_>>()?;
-        let [h, m, sec] = hms[..] else { return None };
-        if day < 1 || day > days_in_month(year, mon) || h > 23 || m > 59 || sec > 60 {
-            return None;
-        }
-        let secs = days_from_civil(year, mon, day) * 86_400 + h * 3600 + m * 60 + sec;
-        Some(u64::try_from(secs).map_or(UNIX_EPOCH, |s| UNIX_EPOCH + Duration::from_secs(s)))
+        // The weekday is redundant; asctime senders often get it wrong.
+        ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+            .iter()
+            .find_map(|wd| httpdate::parse_http_date(&format!("{wd}, {rest}")).ok())
     }
 
-    fn days_in_month(y: i64, m: i64) -> i64 {
-        match m {
-            2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        }
-    }
-
-    /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-    fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-        let y = if m <= 2 { y - 1 } else { y };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - 719_468
+    fn title(t: &str) -> String {
+        let lower = t.to_ascii_lowercase();
+        let mut c = lower.chars();
+        c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
     }
 }
 

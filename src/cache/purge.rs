@@ -4,6 +4,7 @@
 //! eagerly through the storage indexes. Cost is O(1) + O(matching objects), never a scan.
 
 pub(crate) mod bans;
+pub(crate) mod log;
 #[cfg(test)]
 mod tests;
 
@@ -200,7 +201,8 @@ fn absolute_url(u: &str) -> Result<(), String> {
 
 impl Storage {
     /// Runs a (validated) purge. When it returns, no lookup serves the purged content fresh
-    /// (hard: a miss; soft: stale, revalidated). Large sets are freed in the background.
+    /// (hard: a miss; soft: stale, revalidated), in any tier, also after a restart (the
+    /// purge is in the disk tier's log). Large sets are freed in the background.
     pub async fn purge_request(&'static self, req: &PurgeRequest) -> PurgeResult {
         let start = Instant::now();
         let soft = req.soft;
@@ -208,7 +210,8 @@ impl Storage {
         let urls: Vec<String> = req.urls.iter().map(|u| lower_authority(u)).collect();
         let prefixes: Vec<String> = req.prefixes.iter().map(|p| lower_authority(p)).collect();
         let hosts: Vec<String> = req.hosts.iter().map(|h| host_of(h)).collect();
-        let (seq, keys, count) = self.ban(soft, at, |idx, w, keys| {
+        let mut url_keys = Vec::new();
+        let mut banned = self.ban(soft, at, |idx, w, keys| {
             for url in &urls {
                 let mut pks = idx.primaries_of_url(url);
                 let hashed = CacheKey::new(url.as_str(), "").primary_bin();
@@ -217,6 +220,8 @@ impl Storage {
                 }
                 for pk in pks {
                     w.url(pk);
+                    url_keys.push(pk);
+                    url_keys.extend(idx.variants(&pk).iter().copied());
                     keys.extend(idx.variants(&pk).iter().copied());
                 }
             }
@@ -243,13 +248,18 @@ impl Storage {
             }
             None
         });
-        if req.all && !soft {
-            self.drop_all();
+        self.persist(&mut banned).await;
+        if !soft {
+            self.forget_on_disk(url_keys);
+            if req.all {
+                self.drop_all();
+            }
         }
-        self.apply(seq, keys, soft, at).await;
+        let (id, count) = (banned.seq, banned.count);
+        self.apply(banned, soft, at).await;
         PurgeResult {
-            id: seq,
-            purged: Some(count),
+            id,
+            purged: self.counts_exact().then_some(count),
             took: start.elapsed(),
             soft,
             counts: req.counts(),

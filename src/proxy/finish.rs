@@ -26,7 +26,17 @@ pub fn finish(shared: &Shared, session: &Session, e: Option<&Error>, ctx: &mut R
             }
         }
     }
-    if !shared.access_log.enabled() || session.subrequest_ctx.is_some() {
+    if session.subrequest_ctx.is_some() {
+        return;
+    }
+    if ctx.route.is_some() && ctx.local_status.is_none() {
+        let (result, tier) = crate::cache::status::lookup_result(session, ctx);
+        shared.metrics.lookup(result, tier);
+        if session.cache.lock_duration().is_some() {
+            shared.metrics.coalesced.inc();
+        }
+    }
+    if !shared.access_log.enabled() {
         return;
     }
     let req = session.req_header();

@@ -15,6 +15,7 @@ pub fn decorate(session: &Session, resp: &mut ResponseHeader, ctx: &mut RequestC
     }
     let via = headers::via(resp.headers.get("via").and_then(|v| v.to_str().ok()));
     resp.insert_header("via", via)?;
+    crate::cache::fix_age(session, resp);
     let status = crate::cache::status::cache_status(session, ctx);
     resp.insert_header("cache-status", status.as_str())?;
     ctx.cache_status = Some(status);

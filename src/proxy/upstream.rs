@@ -80,6 +80,11 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
     if !client_host.is_empty() {
         req.insert_header("x-forwarded-host", client_host)?;
     }
+    if session.cache.enabled() {
+        // Only the codings the Vary key distinguishes, so a stored variant never holds a coding
+        // (e.g. deflate) that another client sharing its key cannot decode.
+        req.insert_header("accept-encoding", crate::cache::key::accept_encoding_key(session.req_header()))?;
+    }
     let via = headers::via(req.headers.get("via").and_then(|v| v.to_str().ok()));
     req.insert_header("via", via)?;
     Ok(())

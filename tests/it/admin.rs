@@ -1,7 +1,7 @@
 //! The admin listener (interface.md §5, §6): `/healthz`, `/status` JSON shape, `/metrics`
 //! with the contract's metric names.
 
-use crate::support::{eventually, Origin, OriginSpec, Outpost, Reply};
+use crate::support::{eventually, ms, Origin, OriginSpec, Outpost, Reply, TOKEN};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,5 +108,80 @@ async fn admin_metrics_expose_contract_names() {
             .await
             >= 3.0,
         "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_reload_swaps_servers_rejects_bad_files_and_rolls_back() {
+    let a = Origin::named("a")
+        .route("/slow", Reply::ok("slow-a").delay(ms(600)))
+        .start()
+        .await;
+    let b = Origin::named("b").start().await;
+    let base = Outpost::builder().token();
+    let with = |server: &Origin, route_to: &str| {
+        base.clone()
+            .origin(OriginSpec::new("app").server(server))
+            .route_uncached("*", "/", route_to)
+            .config_text()
+    };
+    let outpost = base
+        .clone()
+        .origin(OriginSpec::new("app").server(&a))
+        .route_uncached("*", "/", "app")
+        .start()
+        .await;
+    let served_by = |path: &'static str| {
+        let outpost = &outpost;
+        async move {
+            let r = outpost.get("site.test", path).await;
+            assert_eq!(r.status, 200, "{r:?}");
+            r.header("x-origin").unwrap_or_default()
+        }
+    };
+    assert_eq!(served_by("/x").await, "a");
+    let hash0 = outpost.admin_get("/status").await.json()["config_hash"].clone();
+
+    // A valid file swaps the server; a request in flight on the old one still completes.
+    let in_flight = outpost.get("site.test", "/slow");
+    let reload = async {
+        tokio::time::sleep(ms(150)).await;
+        outpost.write_config(&with(&b, "app"));
+        outpost.admin_post("/config/reload", "", Some(TOKEN)).await
+    };
+    let (slow, reloaded) = tokio::join!(in_flight, reload);
+    assert_eq!(reloaded.status, 200, "{reloaded:?}");
+    assert_eq!(
+        (slow.status, slow.text().as_str()),
+        (200, "slow-a"),
+        "{slow:?}"
+    );
+    assert_eq!(served_by("/x").await, "b");
+    let hash1 = outpost.admin_get("/status").await.json()["config_hash"].clone();
+    assert_ne!(hash0, hash1, "config_hash did not change");
+
+    // An invalid file is refused with every error, and the running config stays.
+    outpost.write_config(&with(&a, "apps"));
+    let refused = outpost.admin_post("/config/reload", "", Some(TOKEN)).await;
+    assert_eq!(refused.status, 422, "{refused:?}");
+    assert!(refused.text().contains("route[0].origin"), "{refused:?}");
+    assert_eq!(served_by("/x").await, "b");
+
+    // Mutating calls need the token.
+    let anonymous = outpost.admin_post("/config/reload", "", None).await;
+    assert_eq!(anonymous.status, 401, "{anonymous:?}");
+
+    let back = outpost
+        .admin_post("/config/rollback", "", Some(TOKEN))
+        .await;
+    assert_eq!(back.status, 200, "{back:?}");
+    assert_eq!(served_by("/x").await, "a");
+
+    let config = outpost.admin_get("/config").await;
+    assert_eq!(config.status, 200, "{config:?}");
+    config.json();
+    assert!(
+        !config.text().contains(TOKEN),
+        "the token leaks: {config:?}"
     );
 }

@@ -124,9 +124,10 @@ async fn failover_server_stopped_mid_run_fails_no_get() {
     let failed: Vec<_> = all.iter().filter(|(s, _)| *s != 200).collect();
     assert!(
         failed.is_empty(),
-        "{} of {} GETs failed: {failed:?}",
+        "{} of {} GETs failed: {failed:?}\n{}",
         failed.len(),
-        all.len()
+        all.len(),
+        outpost.output()
     );
     assert!(a_hits_at_stop > 0, "a got no traffic before it stopped");
     assert_eq!(a.hits("/f"), a_hits_at_stop, "a answered after it stopped?");

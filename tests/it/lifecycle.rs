@@ -36,3 +36,32 @@ async fn sigterm_finishes_in_flight_request_and_exits_zero() {
     let exit = exit.unwrap_or_else(|| panic!("still running 10 s after SIGTERM\n{output}"));
     assert_eq!(exit.code(), Some(0), "{exit}\n{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serves_miss_then_hit_and_stops_on_sigterm() {
+    let mut demo = Outpost::demo().await;
+    let output = demo.output();
+    let first_url = output
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("demo printed no URL:\n{output}"));
+    assert!(
+        first_url.starts_with(&format!("http://{}", demo.proxy_addr())),
+        "the first URL is not the proxy's ({}): {first_url}\n{output}",
+        demo.proxy_addr()
+    );
+
+    let first = demo.get("localhost", "/hello.txt").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    let second = demo.get("localhost", "/hello.txt").await;
+    assert!(second.is_hit(), "{second:?}");
+    assert_eq!(first.body, second.body);
+
+    demo.terminate();
+    let exit = demo.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        exit.is_some_and(|e| e.code() == Some(0)),
+        "{exit:?}\n{}",
+        demo.output()
+    );
+}

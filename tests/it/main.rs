@@ -5,10 +5,12 @@
 #[allow(dead_code)]
 mod support;
 
+mod access_log;
 mod admin;
 mod balancing;
 mod caching;
 mod coalescing;
+mod compression;
 mod config_check;
 mod errors;
 mod headers;

@@ -41,6 +41,16 @@ impl EntryInfo {
         }
     }
 
+    /// From stored parts (a disk head).
+    pub(crate) fn from_parts(primary: HashBinary, url: &str, tags: Box<[Box<str>]>) -> Self {
+        EntryInfo {
+            primary,
+            url: Arc::from(url),
+            host: Arc::from(host_of(url)),
+            tags,
+        }
+    }
+
     /// Same object, tags re-read from a new header (a 304 may change `Cache-Tag`).
     pub(crate) fn with_header(&self, header: &ResponseHeader) -> Self {
         EntryInfo {

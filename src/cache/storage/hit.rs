@@ -1,7 +1,9 @@
-//! Hit handlers: a complete object (zero-copy slices of its chunks, seekable for ranges) or
-//! an in-flight fill (streams chunks as the writer appends them; not seekable; an error if
-//! the writer fails). Both carry the tier they came from for the lookup metrics.
+//! Hit handlers: a complete object (zero-copy slices of its chunks, seekable for ranges), an
+//! in-flight fill (streams chunks as the writer appends them; not seekable; an error if the
+//! writer fails), or a large object streamed from disk chunk by chunk (seekable). All carry
+//! the tier they came from for the lookup metrics.
 
+use super::disk::DiskBody;
 use super::entry::Body;
 use super::fill::{Fill, FillState};
 use super::Tier;
@@ -26,6 +28,7 @@ pub(crate) struct StorageHit {
 enum HitBody {
     Complete(CompleteBody),
     Partial(PartialBody),
+    Disk(DiskBody),
 }
 
 impl StorageHit {
@@ -40,6 +43,13 @@ impl StorageHit {
                 chunk: 0,
                 chunk_start: 0,
             }),
+        }
+    }
+
+    pub(crate) fn disk(body: DiskBody) -> Self {
+        StorageHit {
+            tier: Tier::Disk,
+            body: HitBody::Disk(body),
         }
     }
 
@@ -138,6 +148,7 @@ impl HandleHit for StorageHit {
         match &mut self.body {
             HitBody::Complete(c) => Ok(c.read()),
             HitBody::Partial(p) => p.read().await,
+            HitBody::Disk(d) => d.read().await,
         }
     }
 
@@ -151,12 +162,13 @@ impl HandleHit for StorageHit {
     }
 
     fn can_seek(&self) -> bool {
-        matches!(self.body, HitBody::Complete(_))
+        !matches!(self.body, HitBody::Partial(_))
     }
 
     fn seek(&mut self, start: usize, end: Option<usize>) -> pingora::Result<()> {
         match &mut self.body {
             HitBody::Complete(c) => c.seek(start, end),
+            HitBody::Disk(d) => d.seek(start, end),
             HitBody::Partial(_) => {
                 Error::e_explain(ErrorType::InternalError, "seek not supported while filling")
             }
@@ -164,12 +176,13 @@ impl HandleHit for StorageHit {
     }
 
     fn should_count_access(&self) -> bool {
-        matches!(self.body, HitBody::Complete(_))
+        !matches!(self.body, HitBody::Partial(_))
     }
 
     fn get_eviction_weight(&self) -> usize {
         match &self.body {
             HitBody::Complete(c) => c.body.len(),
+            HitBody::Disk(d) => d.len() as usize,
             HitBody::Partial(_) => 0,
         }
     }

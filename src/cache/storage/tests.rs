@@ -1,17 +1,27 @@
 //! Storage tests: drive the pingora `Storage` trait and the purge engine directly.
 //! Run with `cargo test --lib cache::storage` (purge parsing: `cache::purge`).
 
+use super::entry::EntryInfo;
+use super::fill::Fill;
 use super::*;
 use crate::cache::purge::PurgeRequest;
 use bytes::Bytes;
 use futures::FutureExt;
 use pingora::http::ResponseHeader;
 use pingora_cache::key::hash_key;
+use pingora_cache::key::CacheHashKey;
+use pingora_cache::storage::{
+    HitHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage as StorageTrait,
+};
 use pingora_cache::trace::Span;
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::CacheMeta;
 use std::time::Instant;
 
+mod disk;
+
 fn leak(memory: u64) -> &'static Storage {
-    Box::leak(Box::new(Storage::with_memory(memory)))
+    Box::leak(Box::new(Storage::with_memory(memory, false)))
 }
 
 fn span() -> SpanHandle {
@@ -486,11 +496,11 @@ async fn update_meta_after_a_hard_purge_does_not_resurrect() {
     let s = leak(1 << 20);
     put(s, "http://a.test/h", &[("cache-tag", "big")], b"x").await;
     // Simulate lazy removal not having happened yet: ban only.
-    let (seq, _keys, _) = s.ban(false, SystemTime::now(), |_, w, _| {
+    let banned = s.ban(false, SystemTime::now(), |_, w, _| {
         w.tag("big");
         None
     });
-    assert!(seq > 0);
+    assert!(banned.seq > 0);
     assert!(!s
         .update_meta(&key("http://a.test/h"), &meta(&[], 60), &span())
         .await
@@ -500,7 +510,7 @@ async fn update_meta_after_a_hard_purge_does_not_resurrect() {
 
 #[tokio::test]
 async fn ban_records_are_collected_once_applied() {
-    let mut st = Storage::with_memory(1 << 20);
+    let mut st = Storage::with_memory(1 << 20, false);
     st.ban_grace = Duration::ZERO;
     let s: &'static Storage = Box::leak(Box::new(st));
     for i in 0..50 {

@@ -145,7 +145,7 @@ impl OriginSpec {
 }
 
 /// Builder for an [`Outpost`] process.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct OutpostBuilder {
     sections: BTreeMap<String, Vec<(String, String)>>,
     origins: Vec<OriginSpec>,
@@ -154,6 +154,7 @@ pub(crate) struct OutpostBuilder {
     env: Vec<(String, String)>,
     token: Option<String>,
     disk: Option<String>,
+    access_log: bool,
 }
 
 impl OutpostBuilder {
@@ -213,6 +214,12 @@ impl OutpostBuilder {
         self
     }
 
+    /// Sends the access log to `access.log` in the test's temp dir ([`Outpost::access_log`]).
+    pub(crate) fn access_log(mut self) -> Self {
+        self.access_log = true;
+        self
+    }
+
     /// An environment variable for the process.
     pub(crate) fn env(mut self, key: &str, value: &str) -> Self {
         self.env.push((key.into(), value.into()));
@@ -262,6 +269,11 @@ impl OutpostBuilder {
                 quote(path),
                 quote(&size)
             ));
+        }
+        if self.access_log {
+            let path = dir.path().join("access.log");
+            let path = path.to_str().expect("utf-8 temp path");
+            self = self.set("log", "access", &quote(path));
         }
         let config = dir.path().join("outpost.toml");
         let text = self.config_text();
@@ -347,6 +359,7 @@ impl Outpost {
             env: Vec::new(),
             token: None,
             disk: None,
+            access_log: false,
         };
         b.set("server", "listen", "[\"127.0.0.1:0\"]")
             .set("server", "threads", "2")
@@ -419,6 +432,38 @@ impl Outpost {
         self.proxy = None;
         self.admin = None;
         self.wait_ready().await;
+    }
+
+    /// Overwrites the config file (for `POST /config/reload`).
+    pub(crate) fn write_config(&self, text: &str) {
+        std::fs::write(&self.config, text).expect("rewrite config");
+    }
+
+    /// The access log file of a builder with `.access_log()`.
+    pub(crate) fn access_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("access.log")).unwrap_or_default()
+    }
+
+    /// `outpost demo`, awaited like `run` (its listeners are logged the same way).
+    pub(crate) async fn demo() -> Outpost {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut cmd = outpost_command();
+        cmd.arg("demo").current_dir(dir.path());
+        let (child, output) = spawn_capture(cmd);
+        let mut outpost = Outpost {
+            child,
+            output,
+            proxy: None,
+            admin: None,
+            client: client(),
+            config: dir.path().join("none.toml"),
+            config_text: "(outpost demo)".into(),
+            token: None,
+            env: Vec::new(),
+            _dir: dir,
+        };
+        outpost.wait_ready().await;
+        outpost
     }
 
     /// Everything the process printed so far (stdout and stderr, interleaved by line).

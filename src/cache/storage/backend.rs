@@ -1,0 +1,268 @@
+//! `impl pingora_cache::storage::Storage for Storage`: the calls pingora makes. Lookup order
+//! is in-flight fill → memory → disk (a disk hit is promoted); every object found is judged
+//! by the ban records first. Nothing here panics on a missing entry.
+
+use super::disk::DiskBody;
+use super::entry::{Entry, EntryInfo};
+use super::fill::{Fill, FillWriter};
+use super::hit::StorageHit;
+use super::{Storage, Tier};
+use crate::cache::purge::bans::Verdict;
+use async_trait::async_trait;
+use pingora::{Error, ErrorType};
+use pingora_cache::key::{CacheHashKey, HashBinary};
+use pingora_cache::storage::streaming_write::U64WriteId;
+use pingora_cache::storage::{
+    HitHandler, MissHandler, PurgeOutcome, PurgeTarget, PurgeType, Storage as StorageTrait,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, CacheMeta};
+use std::any::Any;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+type Found = Option<(CacheMeta, HitHandler)>;
+
+impl Storage {
+    fn partial_hit(&self, fill: Arc<Fill>, v: Verdict) -> pingora::Result<(CacheMeta, HitHandler)> {
+        let mut meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
+        if let Verdict::Expire(at) = v {
+            meta.expire_at(at);
+        }
+        Ok((meta, Box::new(StorageHit::partial(fill))))
+    }
+
+    async fn lookup_memory(&self, k: HashBinary) -> Found {
+        let entry = self.memory.get(&k).await?;
+        let v = self.bans.verdict(entry.stamp, &entry.info);
+        if v == Verdict::Gone {
+            self.memory.remove_if(k, |e| e.id == entry.id).await;
+            return None;
+        }
+        let mut meta = entry.cache_meta().ok()?;
+        if let Verdict::Expire(at) = v {
+            meta.expire_at(at);
+        }
+        let hit = StorageHit::complete(Tier::Memory, entry.body.clone());
+        Some((meta, Box::new(hit)))
+    }
+
+    async fn lookup_disk(&'static self, k: HashBinary) -> Found {
+        let disk = self.disk.as_ref()?;
+        let head = disk.head(k).await?;
+        let info = Arc::new(head.info());
+        let v = self.bans.verdict(head.stamp, &info);
+        if v == Verdict::Gone {
+            disk.remove(k);
+            return None;
+        }
+        let Ok(mut meta) = CacheMeta::deserialize(&head.meta.0, &head.meta.1) else {
+            disk.remove(k);
+            return None;
+        };
+        if let Verdict::Expire(at) = v {
+            meta.expire_at(at);
+        }
+        if head.weight() > self.mem_object_limit {
+            let body = DiskBody::new(disk, k, head);
+            return Some((meta, Box::new(StorageHit::disk(body))));
+        }
+        let body = Arc::new(disk.body(k, &head).await?);
+        let entry = Entry {
+            id: head.gen,
+            stamp: head.stamp,
+            meta: head.meta,
+            body: body.clone(),
+            info,
+        };
+        self.store(k, entry, false).await; // promote
+        Some((meta, Box::new(StorageHit::complete(Tier::Disk, body))))
+    }
+}
+
+#[async_trait]
+impl StorageTrait for Storage {
+    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> pingora::Result<Found> {
+        let k = key.combined_bin();
+        // An in-flight fill first: a refreshed object must be visible before it completes.
+        if let Some(fill) = self.fills.latest(&k) {
+            let v = self.bans.verdict(fill.stamp, &fill.info);
+            if v != Verdict::Gone {
+                self.memory.hits.fetch_add(1, Ordering::Relaxed);
+                return self.partial_hit(fill, v).map(Some);
+            }
+        }
+        if let Some(found) = self.lookup_memory(k).await {
+            self.memory.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(found));
+        }
+        self.memory.misses.fetch_add(1, Ordering::Relaxed);
+        let Some(disk) = &self.disk else {
+            return Ok(None);
+        };
+        let found = self.lookup_disk(k).await;
+        let counter = if found.is_some() {
+            &disk.hits
+        } else {
+            &disk.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(found)
+    }
+
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> pingora::Result<Found> {
+        let Some(tag) = streaming_write_tag else {
+            return self.lookup(key, trace).await;
+        };
+        let id = U64WriteId::try_from(tag)
+            .map(u64::from)
+            .map_err(|_| Error::explain(ErrorType::InternalError, "bad streaming write tag"))?;
+        match self.fills.by_id(id) {
+            Some(fill) => self.partial_hit(fill, Verdict::Keep).map(Some),
+            None => Error::e_explain(ErrorType::InternalError, "no fill for streaming write tag"),
+        }
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> pingora::Result<MissHandler> {
+        let url = String::from_utf8_lossy(key.primary_key());
+        let info = Arc::new(EntryInfo::new(
+            key.primary_bin(),
+            &url,
+            meta.response_header(),
+        ));
+        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let stamp = self.stamp_for(key);
+        let fill = Arc::new(Fill::new(
+            id,
+            key.combined_bin(),
+            stamp,
+            meta.serialize()?,
+            info,
+        ));
+        self.fills.register(fill.clone());
+        Ok(Box::new(FillWriter::new(self, fill)))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> pingora::Result<PurgeOutcome> {
+        if let PurgeTarget::Exact(e) = target {
+            if e.entry_id().is_some() {
+                return Ok(PurgeOutcome::NotFound); // we never hand out entry ids
+            }
+        }
+        let ck = target.key();
+        let whole_url = matches!(target, PurgeTarget::Active(_))
+            && ck.variance_bin().is_none()
+            && matches!(purge_type, PurgeType::Invalidation);
+        let found = if whole_url {
+            self.purge_url(ck.primary_bin(), false).await
+        } else {
+            let k = ck.combined_bin();
+            self.forget_on_disk([k]);
+            u64::from(self.memory.remove_if(k, |_| true).await)
+        };
+        Ok(if found > 0 {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    async fn expire(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _trace: &SpanHandle,
+    ) -> pingora::Result<PurgeOutcome> {
+        if let PurgeTarget::Exact(e) = target {
+            if e.entry_id().is_some() {
+                return Ok(PurgeOutcome::NotFound);
+            }
+        }
+        let ck = target.key();
+        let found = if ck.variance_bin().is_none() {
+            self.purge_url(ck.primary_bin(), true).await
+        } else {
+            let at = SystemTime::now();
+            let hit = self
+                .memory
+                .replace_with(ck.combined_bin(), |e| e.expired_at(at).ok().map(Arc::new))
+                .await;
+            u64::from(hit)
+        };
+        Ok(if found > 0 {
+            PurgeOutcome::Expired
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> pingora::Result<bool> {
+        let k = key.combined_bin();
+        let bin = meta.serialize()?;
+        let stamp = self.stamp_for(key);
+        let mut updated = None;
+        let in_memory = self
+            .memory
+            .replace_with(k, |e| {
+                if self.bans.verdict(e.stamp, &e.info) == Verdict::Gone {
+                    return None;
+                }
+                let info = Arc::new(e.info.with_header(meta.response_header()));
+                updated = Some((e.id, info.clone()));
+                let meta = bin.clone();
+                Some(Arc::new(Entry {
+                    id: e.id,
+                    stamp,
+                    meta,
+                    body: e.body.clone(),
+                    info,
+                }))
+            })
+            .await;
+        if let Some((id, info)) = updated.filter(|_| in_memory) {
+            self.index.lock().retag(&k, id, &info);
+        }
+        let mut on_disk = false;
+        if let Some(disk) = &self.disk {
+            if let Some(mut head) = disk.head(k).await {
+                if self.bans.verdict(head.stamp, &head.info()) != Verdict::Gone {
+                    let info = head.info().with_header(meta.response_header());
+                    head.tags = info.tags.iter().map(|t| t.to_string()).collect();
+                    head.meta = bin;
+                    head.stamp = stamp;
+                    disk.rewrite_head(k, &head);
+                    on_disk = true;
+                }
+            }
+        }
+        Ok(in_memory || on_disk)
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}

@@ -1,0 +1,431 @@
+//! Disk tier: a foyer `HybridCache` (block engine on `cache.disk.path`) used as a plain
+//! persistent key-value store; the memory tier in front of it is moka. Objects are a head
+//! record plus body chunks smaller than a block (`format.rs`, crc-checked). Written on
+//! insertion (survives `kill -9`), tombstone log on (removals survive restarts), quiet
+//! recovery. Corrupt or incomplete objects read as misses and are removed.
+
+mod format;
+
+use super::entry::{Body, Entry, EntryInfo};
+use super::StorageError;
+use crate::config::DiskConfig;
+use bytes::Bytes;
+pub(crate) use format::Head;
+use foyer::{
+    BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, Load, RecoverMode, Spawner,
+};
+use pingora::{Error, ErrorType};
+use pingora_cache::key::HashBinary;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+const MIB: u64 = 1 << 20;
+/// Marks the head record in `DiskKey::part`.
+const HEAD: u32 = u32::MAX;
+
+/// A foyer key: an object's combined key plus which record of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct DiskKey {
+    key: HashBinary,
+    /// Chunk number, or `HEAD`.
+    part: u32,
+    /// Entry id (0 for the head): chunks of different generations never collide.
+    gen: u64,
+}
+
+impl DiskKey {
+    pub(super) fn head(key: HashBinary) -> Self {
+        DiskKey {
+            key,
+            part: HEAD,
+            gen: 0,
+        }
+    }
+    pub(super) fn chunk(key: HashBinary, gen: u64, part: usize) -> Self {
+        let part = u32::try_from(part).unwrap_or(HEAD - 1);
+        DiskKey { key, part, gen }
+    }
+}
+
+impl Code for DiskKey {
+    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
+        w.write_all(&self.key).map_err(foyer::Error::io_error)?;
+        w.write_all(&self.part.to_le_bytes())
+            .map_err(foyer::Error::io_error)?;
+        w.write_all(&self.gen.to_le_bytes())
+            .map_err(foyer::Error::io_error)
+    }
+
+    fn decode(r: &mut impl std::io::Read) -> foyer::Result<Self> {
+        let mut b = [0u8; 28];
+        r.read_exact(&mut b).map_err(foyer::Error::io_error)?;
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&b[..16]);
+        let part = u32::from_le_bytes([b[16], b[17], b[18], b[19]]);
+        let mut g = [0u8; 8];
+        g.copy_from_slice(&b[20..]);
+        Ok(DiskKey {
+            key,
+            part,
+            gen: u64::from_le_bytes(g),
+        })
+    }
+
+    fn estimated_size(&self) -> usize {
+        28
+    }
+}
+
+/// A foyer value: one encoded record. Decoding takes the exact bytes foyer stored, so no
+/// length prefix is ever trusted.
+#[derive(Debug, Clone)]
+pub(crate) struct DiskValue(Bytes);
+
+impl Code for DiskValue {
+    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
+        w.write_all(&self.0).map_err(foyer::Error::io_error)
+    }
+
+    fn decode(r: &mut impl std::io::Read) -> foyer::Result<Self> {
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).map_err(foyer::Error::io_error)?;
+        Ok(DiskValue(Bytes::from(v)))
+    }
+
+    fn estimated_size(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// See the module docs.
+pub(crate) struct DiskTier {
+    hc: HybridCache<DiskKey, DiskValue>,
+    path: PathBuf,
+    chunk_size: usize,
+    /// Larger objects are not written.
+    pub(crate) object_limit: u64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
+    /// Written by this process minus removed by it (foyer does not report its contents).
+    objects: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl std::fmt::Debug for DiskTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskTier")
+            .field("path", &self.path)
+            .field("chunk_size", &self.chunk_size)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unusable(path: &Path, reason: impl std::fmt::Display) -> StorageError {
+    StorageError::Disk {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+impl DiskTier {
+    /// Opens (creating) the tier in `cfg.path`; recovers what a previous run wrote.
+    pub(crate) async fn open(cfg: &DiskConfig, max_object: u64) -> Result<DiskTier, StorageError> {
+        let path = cfg.path.clone();
+        // Block = eviction unit and the largest record: 1..16 MiB, at least ~64 blocks.
+        let block = (cfg.size / 64)
+            .clamp(MIB, 16 * MIB)
+            .next_power_of_two()
+            .min(16 * MIB);
+        let chunk_size = (block / 4).min(MIB) as usize;
+        if cfg.size < 8 * block {
+            let reason = format!(
+                "cache.disk.size {} is too small (at least {})",
+                cfg.size,
+                8 * block
+            );
+            return Err(unusable(&path, reason));
+        }
+        std::fs::create_dir_all(&path).map_err(|e| unusable(&path, e))?;
+        if !path.is_dir() {
+            return Err(unusable(&path, "not a directory"));
+        }
+        let probe = path.join(".outpost-write-test");
+        std::fs::write(&probe, b"ok")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| unusable(&path, format!("not writable: {e}")))?;
+        // foyer's flushers and I/O run on their own runtime: they must outlive whatever
+        // runtime `open` happens to be called from (dropped safely in the background).
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("outpost-disk")
+            .enable_all()
+            .build()
+            .map_err(|e| unusable(&path, format!("cannot start disk I/O threads: {e}")))?;
+        let spawner = Spawner::from(runtime); // from here on dropped without blocking
+        let queue = (2 * max_object).clamp(64 * MIB, 1024 * MIB) as usize;
+        let device = FsDeviceBuilder::new(&path)
+            .with_capacity(cfg.size as usize)
+            .build()
+            .map_err(|e| unusable(&path, e))?;
+        let engine = BlockEngineConfig::new(device)
+            .with_block_size(block as usize)
+            .with_tombstone_log(true)
+            .with_buffer_pool_size((4 * block).max(16 * MIB) as usize)
+            .with_submit_queue_size_threshold(queue);
+        let hc = HybridCacheBuilder::new()
+            .with_name("outpost-disk")
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .with_flush_on_close(true)
+            .memory(8 * MIB as usize)
+            .with_weighter(|_k: &DiskKey, v: &DiskValue| v.0.len() + 28)
+            .storage()
+            .with_engine_config(engine)
+            .with_recover_mode(RecoverMode::Quiet)
+            .with_spawner(spawner)
+            .build()
+            .await
+            .map_err(|e| unusable(&path, e))?;
+        Ok(DiskTier {
+            hc,
+            path,
+            chunk_size,
+            object_limit: (cfg.size / 8).min(max_object.max(MIB)),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            objects: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        })
+    }
+
+    pub(super) fn put(&self, key: DiskKey, record: Vec<u8>) {
+        self.hc
+            .storage_writer(key)
+            .force()
+            .insert(DiskValue(Bytes::from(record)));
+    }
+
+    async fn get(&self, key: &DiskKey) -> Option<Bytes> {
+        match self.hc.storage().load(key).await {
+            Ok(Load::Entry { value, .. }) => Some(value.0),
+            Ok(Load::Piece { piece, .. }) => Some(piece.value().0.clone()),
+            Ok(Load::Throttled | Load::Miss) => None,
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "disk cache read failed");
+                None
+            }
+        }
+    }
+
+    /// Writes an object: chunks first, the head last (a torn write leaves no head).
+    pub(crate) fn write(&self, key: HashBinary, entry: &Entry) {
+        let body_len = entry.body.len() as u64;
+        if entry.weight() > self.object_limit {
+            return;
+        }
+        let mut crcs = Vec::new();
+        let mut buf = Vec::with_capacity(self.chunk_size.min(entry.body.len()));
+        let flush = |buf: &mut Vec<u8>, crcs: &mut Vec<u32>| {
+            crcs.push(crc32fast::hash(buf));
+            self.put(
+                DiskKey::chunk(key, entry.id, crcs.len() - 1),
+                format::encode_chunk(buf),
+            );
+            buf.clear();
+        };
+        let mut i = 0;
+        while let Some(chunk) = entry.body.chunk(i) {
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                let take = (self.chunk_size - buf.len()).min(rest.len());
+                buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if buf.len() == self.chunk_size {
+                    flush(&mut buf, &mut crcs);
+                }
+            }
+            i += 1;
+        }
+        if !buf.is_empty() {
+            flush(&mut buf, &mut crcs);
+        }
+        let head = Head {
+            gen: entry.id,
+            stamp: entry.stamp,
+            body_len,
+            chunk_size: self.chunk_size as u32,
+            chunk_crcs: crcs,
+            primary: entry.info.primary,
+            meta: entry.meta.clone(),
+            url: entry.info.url.to_string(),
+            tags: entry.info.tags.iter().map(|t| t.to_string()).collect(),
+        };
+        self.put(DiskKey::head(key), head.encode());
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(entry.weight(), Ordering::Relaxed);
+    }
+
+    /// The head of `key`, if stored and intact (a corrupt one is removed).
+    pub(crate) async fn head(&self, key: HashBinary) -> Option<Head> {
+        let rec = self.get(&DiskKey::head(key)).await?;
+        if rec[..] == format::REMOVED[..] {
+            return None;
+        }
+        match Head::decode(&rec) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), reason = e.0, "corrupt disk cache entry removed");
+                self.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Rewrites a head (a 304 refreshed the meta).
+    pub(crate) fn rewrite_head(&self, key: HashBinary, head: &Head) {
+        self.put(DiskKey::head(key), head.encode());
+    }
+
+    /// Chunk `i` of an object, verified against its head.
+    pub(crate) async fn chunk(
+        &self,
+        key: HashBinary,
+        head: &Head,
+        i: usize,
+    ) -> Result<Bytes, format::Corrupt> {
+        let crc = *head
+            .chunk_crcs
+            .get(i)
+            .ok_or(format::Corrupt("chunk index"))?;
+        let rec = self
+            .get(&DiskKey::chunk(key, head.gen, i))
+            .await
+            .ok_or(format::Corrupt("missing chunk"))?;
+        format::decode_chunk(&rec, crc, head.chunk_len(i))
+    }
+
+    /// The whole body (for promotion to memory); `None` (and the object removed) if any
+    /// chunk is missing or corrupt.
+    pub(crate) async fn body(&self, key: HashBinary, head: &Head) -> Option<Body> {
+        let mut chunks = Vec::with_capacity(head.chunk_crcs.len());
+        for i in 0..head.chunk_crcs.len() {
+            match self.chunk(key, head, i).await {
+                Ok(c) => chunks.push(c),
+                Err(e) => {
+                    tracing::warn!(path = %self.path.display(), reason = e.0, "incomplete disk cache entry removed");
+                    self.remove(key);
+                    return None;
+                }
+            }
+        }
+        Some(Body::new(chunks))
+    }
+
+    /// Forgets an object (its chunks are left for foyer to reclaim). A foyer delete does not
+    /// cover a record still in its write queue, so a removal marker replaces the head first.
+    pub(crate) fn remove(&self, key: HashBinary) {
+        self.put(DiskKey::head(key), format::REMOVED.to_vec());
+        self.hc.remove(&DiskKey::head(key));
+    }
+
+    pub(crate) async fn close(&self) -> Result<(), StorageError> {
+        self.hc.close().await.map_err(|e| unusable(&self.path, e))
+    }
+
+    pub(crate) fn objects(&self) -> u64 {
+        self.objects.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+pub(super) fn encode_chunk_for_tests(data: &[u8]) -> Vec<u8> {
+    format::encode_chunk(data)
+}
+
+impl Head {
+    pub(crate) fn info(&self) -> EntryInfo {
+        EntryInfo::from_parts(
+            self.primary,
+            &self.url,
+            self.tags.iter().map(|t| t.as_str().into()).collect(),
+        )
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        (self.meta.0.len() + self.meta.1.len()) as u64 + self.body_len
+    }
+}
+
+/// A large object streamed from disk chunk by chunk (bounded memory), seekable.
+#[derive(Debug)]
+pub(crate) struct DiskBody {
+    disk: &'static DiskTier,
+    key: HashBinary,
+    head: Arc<Head>,
+    pos: u64,
+    end: u64,
+}
+
+impl DiskBody {
+    pub(crate) fn new(disk: &'static DiskTier, key: HashBinary, head: Head) -> Self {
+        let end = head.body_len;
+        DiskBody {
+            disk,
+            key,
+            head: Arc::new(head),
+            pos: 0,
+            end,
+        }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.head.body_len
+    }
+
+    pub(crate) async fn read(&mut self) -> pingora::Result<Option<Bytes>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let size = u64::from(self.head.chunk_size);
+        let i = (self.pos / size) as usize;
+        let chunk = match self.disk.chunk(self.key, &self.head, i).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.disk.remove(self.key);
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    format!("disk cache entry unreadable: {}", e.0),
+                );
+            }
+        };
+        let within = (self.pos - i as u64 * size) as usize;
+        let take =
+            ((chunk.len() - within.min(chunk.len())) as u64).min(self.end - self.pos) as usize;
+        if take == 0 {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "disk cache entry shorter than its head",
+            );
+        }
+        self.pos += take as u64;
+        Ok(Some(chunk.slice(within..within + take)))
+    }
+
+    pub(crate) fn seek(&mut self, start: usize, end: Option<usize>) -> pingora::Result<()> {
+        let len = self.head.body_len;
+        if start as u64 >= len {
+            return Error::e_explain(
+                ErrorType::InternalError,
+                format!("seek start out of range {start} >= {len}"),
+            );
+        }
+        self.pos = start as u64;
+        self.end = end.map_or(len, |e| (e as u64).min(len));
+        Ok(())
+    }
+}

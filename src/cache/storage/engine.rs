@@ -1,0 +1,257 @@
+//! The write and purge paths of [`Storage`]: publishing a finished fill (ban check, index,
+//! memory, write-through to disk), promoting disk hits, recording a purge (bans + log) and
+//! applying it to the matched objects. The ordering rules that keep purged content from
+//! coming back live here.
+
+use super::entry::{Body, Entry};
+use super::fill::Fill;
+use super::index::Index;
+use super::Storage;
+use crate::cache::purge::bans::{BanWriter, Verdict};
+use crate::cache::purge::log::LogLine;
+use pingora_cache::key::HashBinary;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Purges touching at most this many objects remove them before returning; larger ones
+/// (a popular tag) return at once and remove in a background task (lookups already miss).
+const INLINE_APPLY: usize = 1024;
+
+/// A recorded purge.
+pub(crate) struct Banned {
+    /// Its sequence number.
+    pub(crate) seq: u64,
+    /// Indexed (memory) objects it matched.
+    pub(crate) keys: HashSet<HashBinary>,
+    /// How many objects it matched.
+    pub(crate) count: u64,
+    log: Vec<LogLine>,
+}
+
+impl Storage {
+    /// Publishes a finished fill. Returns its weight.
+    pub(super) async fn commit(&self, fill: &Fill, chunks: Vec<bytes::Bytes>) -> u64 {
+        let entry = Entry {
+            id: fill.id,
+            stamp: fill.stamp,
+            meta: fill.meta.clone(),
+            body: Arc::new(Body::new(chunks)),
+            info: fill.info.clone(),
+        };
+        let weight = entry.weight();
+        self.store(fill.key, entry, true).await;
+        weight
+    }
+
+    /// Stores an object in memory (if small enough) and, with `to_disk`, on disk, unless a
+    /// purge newer than its stamp forbids it.
+    ///
+    /// Order: ban check + index insert under the index lock, then the moka insert, then a
+    /// second ban check. A purge recorded before the index insert is seen by the first
+    /// check; one recorded after it finds the object in the index (and removes it from moka
+    /// once inserted) or is seen by the second check.
+    pub(super) async fn store(&self, key: HashBinary, mut entry: Entry, to_disk: bool) {
+        let weight = entry.weight();
+        let to_memory = weight <= self.mem_object_limit;
+        let disk = self
+            .disk
+            .as_ref()
+            .filter(|d| to_disk && weight <= d.object_limit);
+        if !to_memory && disk.is_none() {
+            return;
+        }
+        let first = {
+            let mut idx = self.index.lock();
+            let v = self.bans.verdict(entry.stamp, &entry.info);
+            match v {
+                Verdict::Gone => return,
+                Verdict::Expire(at) => match entry.expired_at(at) {
+                    Ok(e) => entry = e,
+                    Err(_) => return,
+                },
+                Verdict::Keep => {}
+            }
+            if to_memory {
+                idx.insert(key, entry.id, &entry.info);
+            }
+            v
+        };
+        if let Some(d) = disk {
+            d.write(key, &entry);
+        }
+        if !to_memory {
+            return;
+        }
+        let (id, stamp, info) = (entry.id, entry.stamp, entry.info.clone());
+        self.memory.insert(key, Arc::new(entry)).await;
+        let again = self.bans.verdict(stamp, &info);
+        if again != first {
+            self.apply_verdict(key, id, again).await;
+        }
+    }
+
+    async fn apply_verdict(&self, key: HashBinary, id: u64, v: Verdict) {
+        match v {
+            Verdict::Keep => {}
+            Verdict::Gone => {
+                self.memory.remove_if(key, |e| e.id == id).await;
+            }
+            Verdict::Expire(at) => {
+                self.memory
+                    .replace_with(key, |e| {
+                        (e.id == id)
+                            .then(|| e.expired_at(at).ok().map(Arc::new))
+                            .flatten()
+                    })
+                    .await;
+            }
+        }
+    }
+
+    /// Records one purge and collects the indexed objects it matches. `select` runs with
+    /// the index and ban locks held and may return the count itself (`all`).
+    pub(crate) fn ban(
+        &self,
+        soft: bool,
+        at: SystemTime,
+        select: impl FnOnce(&mut Index, &mut BanWriter<'_>, &mut HashSet<HashBinary>) -> Option<u64>,
+    ) -> Banned {
+        let mut keys = HashSet::new();
+        let mut idx = self.index.lock();
+        let mut w = self.bans.begin(soft, at);
+        let counted = select(&mut idx, &mut w, &mut keys);
+        let seq = w.seq;
+        *self.pending.lock().entry(seq).or_default() += 1;
+        let log = w.finish();
+        drop(idx);
+        let count = counted.unwrap_or(keys.len() as u64);
+        Banned {
+            seq,
+            keys,
+            count,
+            log,
+        }
+    }
+
+    /// Makes a recorded purge durable (disk tier only): appended and fsynced to the log.
+    pub(crate) async fn persist(&self, banned: &mut Banned) {
+        if let Some(log) = &self.log {
+            if let Err(e) = log.append(std::mem::take(&mut banned.log)).await {
+                tracing::error!(error = %e, "purge not persisted: it will not survive a restart");
+            }
+        }
+    }
+
+    /// Removes objects from the disk tier right away (hard purge of known keys).
+    pub(crate) fn forget_on_disk(&self, keys: impl IntoIterator<Item = HashBinary>) {
+        if let Some(disk) = &self.disk {
+            for k in keys {
+                disk.remove(k);
+            }
+        }
+    }
+
+    /// Whether purge counts are exact (not with a disk tier: its objects are not indexed).
+    pub(crate) fn counts_exact(&self) -> bool {
+        self.disk.is_none()
+    }
+
+    /// Removes (hard) or expires (soft) the objects a purge matched, then lets the ban
+    /// records it no longer needs go. Inline for small sets, in the background for large.
+    /// Returns how many it changed inline.
+    pub(crate) async fn apply(&'static self, banned: Banned, soft: bool, at: SystemTime) -> u64 {
+        let Banned { seq, keys, .. } = banned;
+        if keys.len() <= INLINE_APPLY {
+            return self.apply_now(seq, keys, soft, at).await;
+        }
+        tokio::spawn(self.apply_now(seq, keys, soft, at));
+        0
+    }
+
+    async fn apply_now(
+        &self,
+        seq: u64,
+        keys: HashSet<HashBinary>,
+        soft: bool,
+        at: SystemTime,
+    ) -> u64 {
+        let mut done = 0;
+        for (i, key) in keys.into_iter().enumerate() {
+            let changed = if soft {
+                self.memory
+                    .replace_with(key, |e| {
+                        (e.stamp < seq)
+                            .then(|| e.expired_at(at).ok().map(Arc::new))
+                            .flatten()
+                    })
+                    .await
+            } else {
+                self.memory.remove_if(key, |e| e.stamp < seq).await
+            };
+            done += u64::from(changed);
+            if i % 256 == 255 {
+                tokio::task::yield_now().await;
+            }
+        }
+        {
+            let mut pending = self.pending.lock();
+            if let Some(n) = pending.get_mut(&seq) {
+                *n -= 1;
+                if *n == 0 {
+                    pending.remove(&seq);
+                }
+            }
+        }
+        self.gc_bans(false);
+        done
+    }
+
+    /// Drops the whole memory tier (hard `all` purge): O(1), moka clears lazily.
+    pub(crate) fn drop_all(&self) {
+        self.memory.invalidate_all();
+    }
+
+    /// Forgets ban records that no stored or in-flight object can need any more.
+    pub(crate) fn gc_bans(&self, force: bool) {
+        // `current` first: a purge recorded after this read is above the floor.
+        let mut floor = self.bans.current();
+        if let Some(s) = self.fills.min_stamp() {
+            floor = floor.min(s);
+        }
+        if let Some((&s, _)) = self.pending.lock().first_key_value() {
+            floor = floor.min(s.saturating_sub(1));
+        }
+        self.bans.gc(floor, self.ban_grace, force);
+    }
+
+    /// Purge of one URL (every variant), for pingora's `purge` / `expire`. Returns how many
+    /// objects it found (memory objects, fills being written, disk heads).
+    pub(super) async fn purge_url(&'static self, primary: HashBinary, soft: bool) -> u64 {
+        let at = SystemTime::now();
+        let mut banned = self.ban(soft, at, |idx, w, keys| {
+            w.url(primary);
+            keys.extend(idx.variants(&primary).iter().copied());
+            None
+        });
+        self.persist(&mut banned).await;
+        let mut found = 0;
+        if let Some(disk) = &self.disk {
+            if disk.head(primary).await.is_some() {
+                found += 1;
+            }
+            if !soft {
+                self.forget_on_disk(banned.keys.iter().copied().chain([primary]));
+            }
+        }
+        if !soft {
+            found += banned
+                .keys
+                .iter()
+                .chain([&primary])
+                .map(|k| u64::from(self.fills.detach(k)))
+                .sum::<u64>();
+        }
+        found + self.apply(banned, soft, at).await
+    }
+}

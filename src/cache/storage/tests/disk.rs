@@ -1,0 +1,251 @@
+//! Disk tier tests on tempdirs: write-through, restart, promotion, streaming of large
+//! objects, purges that survive a restart, corruption, unusable paths.
+
+use super::super::disk::DiskKey;
+use super::*;
+use crate::config::DiskConfig;
+use std::path::Path;
+
+const MIB: u64 = 1 << 20;
+
+async fn open(dir: &Path, memory: u64) -> &'static Storage {
+    let disk = DiskConfig {
+        path: dir.to_path_buf(),
+        size: 64 * MIB,
+    };
+    let s = Storage::open_parts(memory, 16 * MIB, Some(&disk))
+        .await
+        .unwrap();
+    Box::leak(Box::new(s))
+}
+
+async fn tier_of(s: &'static Storage, url: &str) -> Option<Tier> {
+    let (_, h) = s.lookup(&key(url), &span()).await.unwrap()?;
+    Some(Storage::hit_tier(&h))
+}
+
+fn big_body(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_survive_a_restart_and_are_promoted_to_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), MIB).await;
+    put(s, "http://a.test/x", &[("cache-tag", "t")], b"persisted").await;
+    assert_eq!(s.stats().disk.unwrap().objects, 1, "written through");
+    s.close().await;
+
+    let s = open(dir.path(), MIB).await;
+    assert_eq!(tier_of(s, "http://a.test/x").await, Some(Tier::Disk));
+    assert_eq!(get(s, "http://a.test/x").await.unwrap(), b"persisted");
+    assert_eq!(
+        tier_of(s, "http://a.test/x").await,
+        Some(Tier::Memory),
+        "promoted"
+    );
+    let st = s.stats();
+    assert_eq!((st.disk.unwrap().hits, st.memory.hits), (1, 2));
+    assert!(get(s, "http://a.test/none").await.is_none());
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_too_big_for_memory_stream_from_disk_and_seek() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await; // memory keeps objects up to 8 KiB
+    let body = big_body(700_000); // 3 disk chunks of 256 KiB
+    put_key(
+        s,
+        &key("http://a.test/big"),
+        &[],
+        &[&body[..100_000], &body[100_000..]],
+    )
+    .await;
+    assert_eq!(s.stats().memory.objects, 0);
+    let (_, mut h) = s
+        .lookup(&key("http://a.test/big"), &span())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Storage::hit_tier(&h), Tier::Disk);
+    assert!(read_all(&mut h).await.unwrap() == body);
+    assert!(h.can_seek());
+    h.seek(262_000, Some(530_000)).unwrap();
+    assert!(read_all(&mut h).await.unwrap() == body[262_000..530_000]);
+    h.seek_multipart(699_990, None).unwrap();
+    assert!(read_all(&mut h).await.unwrap() == body[699_990..]);
+    assert!(h.seek(700_000, None).is_err());
+    assert_eq!(
+        tier_of(s, "http://a.test/big").await,
+        Some(Tier::Disk),
+        "never promoted"
+    );
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), MIB).await;
+    put(s, "http://a.test/tagged", &[("surrogate-key", "t")], b"1").await;
+    put(s, "http://a.test/url", &[], b"2").await;
+    put(s, "http://a.test/soft", &[], b"3").await;
+    put(s, "http://b.test/keep", &[], b"4").await;
+    let r = purge(s, r#"{"tags":["t"]}"#).await;
+    assert_eq!(r.purged, None, "counts are unknown with a disk tier");
+    purge(s, r#"{"urls":["http://a.test/url"]}"#).await;
+    purge(s, r#"{"urls":["http://a.test/soft"],"soft":true}"#).await;
+    s.close().await;
+
+    let s = open(dir.path(), MIB).await;
+    assert!(get(s, "http://a.test/tagged").await.is_none());
+    assert!(get(s, "http://a.test/url").await.is_none());
+    let (m, body) = get_key(s, &key("http://a.test/soft")).await.unwrap();
+    assert!(
+        !m.is_fresh(SystemTime::now()) && body == b"3",
+        "soft purge: stale, body kept"
+    );
+    assert_eq!(get(s, "http://b.test/keep").await.unwrap(), b"4");
+    // A purge after the restart still reaches objects stamped by the previous run.
+    purge(s, r#"{"hosts":["b.test"]}"#).await;
+    assert!(get(s, "http://b.test/keep").await.is_none());
+    put(s, "http://a.test/tagged", &[("surrogate-key", "t")], b"new").await;
+    s.close().await;
+
+    let s = open(dir.path(), MIB).await;
+    assert!(get(s, "http://b.test/keep").await.is_none());
+    assert_eq!(
+        get(s, "http://a.test/tagged").await.unwrap(),
+        b"new",
+        "refilled after the purge"
+    );
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_entries_are_misses_and_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await;
+    let disk = s.disk.as_ref().unwrap();
+    let k = key("http://a.test/head").combined_bin();
+    disk.put(DiskKey::head(k), b"OPH\x01garbage".to_vec());
+    assert!(get(s, "http://a.test/head").await.is_none());
+
+    // A body chunk that does not match its head: the object is a miss, never a bad body.
+    put(s, "http://a.test/chunk", &[], &big_body(20_000)).await;
+    let k = key("http://a.test/chunk").combined_bin();
+    let head = disk.head(k).await.unwrap();
+    disk.put(
+        DiskKey::chunk(k, head.gen, 0),
+        super::super::disk::encode_chunk_for_tests(b"tampered"),
+    );
+    let found = s
+        .lookup(&key("http://a.test/chunk"), &span())
+        .await
+        .unwrap();
+    if let Some((_, mut h)) = found {
+        assert!(
+            read_all(&mut h).await.is_err(),
+            "a streamed corrupt chunk is an error"
+        );
+    }
+    assert!(
+        get(s, "http://a.test/chunk").await.is_none(),
+        "removed after detection"
+    );
+    s.close().await;
+}
+
+#[tokio::test]
+async fn an_unusable_disk_path_is_an_error_naming_it() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let disk = DiskConfig {
+        path: file.path().join("sub"),
+        size: 64 * MIB,
+    };
+    let err = Storage::open_parts(MIB, MIB, Some(&disk))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&file.path().display().to_string()), "{err}");
+    let tiny = DiskConfig {
+        path: file.path().with_extension("d"),
+        size: MIB,
+    };
+    let err = Storage::open_parts(MIB, MIB, Some(&tiny))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("too small"), "{err}");
+}
+
+const CRASH_DIR: &str = "OUTPOST_TEST_CRASH_DIR";
+
+/// The child half of `objects_and_purges_survive_kill_9`: fills, purges, reports, waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by objects_and_purges_survive_kill_9 in a child process"]
+async fn crash_child() {
+    let Some(dir) = std::env::var_os(CRASH_DIR) else {
+        return;
+    };
+    let s = open(Path::new(&dir), MIB).await;
+    for i in 0..20 {
+        put(
+            s,
+            &format!("http://a.test/{i}"),
+            &[("cache-tag", &format!("t{i}"))],
+            &big_body(100_000),
+        )
+        .await;
+    }
+    purge(s, r#"{"tags":["t3"]}"#).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    println!("CRASH-CHILD-READY");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_and_purges_survive_kill_9() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cache::storage::tests::disk::crash_child",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CRASH_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let ready = stdout
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.contains("CRASH-CHILD-READY"));
+    child.kill().unwrap(); // SIGKILL: no close, no flush on exit
+    child.wait().unwrap();
+    assert!(ready, "child did not get ready");
+
+    let s = open(dir.path(), MIB).await;
+    let mut found = 0;
+    for i in 0..20 {
+        match get(s, &format!("http://a.test/{i}")).await {
+            Some(body) => {
+                assert!(body == big_body(100_000), "object {i} came back damaged");
+                found += 1;
+            }
+            None => assert_eq!(i, 3, "object {i} lost"),
+        }
+    }
+    assert!(
+        get(s, "http://a.test/3").await.is_none(),
+        "purge lost by kill -9"
+    );
+    assert_eq!(found, 19);
+    s.close().await;
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Set up"): installs what the build needs, runs
+# the unit and integration tests, then the cache-tests.fyi conformance floor.
+#
+#   tools/test.sh            # everything
+#   SKIP_CACHE_TESTS=1 tools/test.sh   # Rust tests only
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+# Pingora builds zlib-ng with cmake; the cache-tests suite needs Node.js >= 20.18.
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+if [ "${SKIP_CACHE_TESTS:-0}" != 1 ]; then
+  command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
+fi
+
+# Build once (lib, binary, test binary), then run. nextest when available, else cargo test.
+cargo build --tests --bins
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast --test-threads "${TEST_THREADS:-4}"
+else
+  cargo test --no-fail-fast
+fi
+
+if [ "${SKIP_CACHE_TESTS:-0}" != 1 ]; then
+  # Floor: the required score reached when it was last raised (see README "Conformance").
+  tools/cache-tests.sh --floor "${CACHE_TESTS_FLOOR:-150}"
+fi
