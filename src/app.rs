@@ -71,8 +71,7 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     let mut admin = Service::new("outpost admin".to_string(), Admin { shared: shared.clone(), ops });
     admin.add_tcp(&admin_addr.to_string());
     admin.threads = Some(1);
-    let pools = shared.runtime.load().pools.pools.clone();
-    let mut health = background_service("health checks", HealthChecks { pools });
+    let mut health = background_service("health checks", HealthChecks { shared: shared.clone() });
     health.threads = Some(1);
 
     server.add_service(proxy);

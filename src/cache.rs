@@ -218,6 +218,10 @@ pub fn decide(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) ->
     let Some(rt) = ctx.rt.clone() else {
         return RespCacheable::Uncacheable(NoCacheReason::InternalError);
     };
+    if session.cache.bypassing() {
+        // The predictor remembered this key as uncacheable (hit-for-pass).
+        ctx.cache.bypass = Some("bypass");
+    }
     if ctx.cache.directives.no_store {
         ctx.cache.not_stored = Some("request-no-store");
         return RespCacheable::Uncacheable(NoCacheReason::Custom("request-no-store"));

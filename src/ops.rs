@@ -5,7 +5,9 @@
 use crate::admin::Ops;
 use crate::cache::key;
 use crate::cache::purge::PurgeRequest;
-use crate::state::Shared;
+use crate::config::Config;
+use crate::state::{Runtime, Shared};
+use parking_lot::Mutex;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -14,12 +16,39 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct LiveOps {
     shared: Arc<Shared>,
+    /// The config before the last successful reload or rollback.
+    previous: Mutex<Option<Arc<Config>>>,
 }
 
 impl LiveOps {
     /// Operations over the shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        Self { shared, previous: Mutex::new(None) }
+    }
+
+    /// Swaps in `cfg` atomically; in-flight requests keep the runtime they started with.
+    fn swap(&self, cfg: Arc<Config>) -> Value {
+        let old = self.shared.runtime.load_full();
+        let restart: Vec<&str> = [
+            (old.cfg.server.listen != cfg.server.listen, "server.listen"),
+            (old.cfg.admin.listen != cfg.admin.listen, "admin.listen"),
+            (old.cfg.server.threads != cfg.server.threads, "server.threads"),
+            (old.cfg.cache.memory != cfg.cache.memory, "cache.memory"),
+            (old.cfg.cache.disk.as_ref().map(|d| &d.path) != cfg.cache.disk.as_ref().map(|d| &d.path), "cache.disk"),
+        ]
+        .into_iter()
+        .filter_map(|(changed, key)| changed.then_some(key))
+        .collect();
+        let hash = cfg.hash.clone();
+        let rt = Runtime::new(cfg, &self.shared.metrics);
+        rt.pools.inherit_health(&old.pools);
+        self.shared.runtime.store(Arc::new(rt));
+        *self.previous.lock() = Some(old.cfg.clone());
+        if !restart.is_empty() {
+            tracing::warn!(keys = ?restart, "config changes that need a restart were not applied");
+        }
+        tracing::info!(hash, "config swapped");
+        json!({ "ok": true, "hash": hash, "previous_hash": old.cfg.hash, "restart_required": restart })
     }
 }
 
@@ -75,16 +104,33 @@ impl Ops for LiveOps {
     }
 
     async fn reload(&self) -> (u16, Value) {
-        (501, json!({ "error": "reload not implemented yet" }))
+        let current = self.shared.runtime.load_full();
+        let Some(path) = current.cfg.source.clone() else {
+            return (409, json!({ "error": "this config was not loaded from a file (demo)" }));
+        };
+        let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
+        match loaded {
+            Ok(Ok(cfg)) => (200, self.swap(Arc::new(cfg))),
+            Ok(Err(errs)) => {
+                let lines: Vec<String> = errs.0.clone();
+                tracing::warn!(errors = lines.len(), "config reload refused");
+                (422, json!({ "error": "invalid configuration; the running config is unchanged", "errors": lines }))
+            }
+            Err(e) => (500, json!({ "error": format!("reload failed: {e}") })),
+        }
     }
 
     async fn rollback(&self) -> (u16, Value) {
-        (501, json!({ "error": "rollback not implemented yet" }))
+        let previous = self.previous.lock().clone();
+        match previous {
+            Some(cfg) => (200, self.swap(cfg)),
+            None => (409, json!({ "error": "no previous config to roll back to" })),
+        }
     }
 
     fn config(&self) -> Value {
         let rt = self.shared.runtime.load();
-        json!({ "hash": rt.cfg.hash, "source": rt.cfg.source })
+        json!({ "hash": rt.cfg.hash, "source": rt.cfg.source, "config": &*rt.cfg })
     }
 
     fn cache_status(&self) -> Value {

@@ -23,6 +23,19 @@ impl OriginPools {
         Self { pools }
     }
 
+    /// Carries health state over from the pools of the previous config, for servers that
+    /// stay (same origin name and address), so a reload does not put dead servers back.
+    pub fn inherit_health(&self, old: &OriginPools) {
+        for pool in &self.pools {
+            let Some(prev) = old.pools.iter().find(|p| p.name() == pool.name()) else { continue };
+            for s in &pool.servers {
+                if let Some(o) = prev.servers.iter().find(|o| o.addr == s.addr) {
+                    s.copy_health(o, pool.name());
+                }
+            }
+        }
+    }
+
     /// The pool at `index` (route targets are validated indices).
     pub fn get(&self, index: usize) -> Option<&Arc<Pool>> {
         self.pools.get(index)

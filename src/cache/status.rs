@@ -52,6 +52,7 @@ pub fn cache_status(session: &Session, ctx: &RequestCtx) -> String {
         CachePhase::RevalidatedNoCache(_) => format!("outpost; fwd={}; fwd-status=304", fwd(ctx, "stale")),
         CachePhase::Bypass => "outpost; fwd=bypass".to_string(),
         _ => match ctx.cache.bypass {
+            Some("bypass") if ctx.cache.stored => "outpost; fwd=bypass; stored".to_string(),
             Some("method") => "outpost; fwd=method".to_string(),
             Some(_) => "outpost; fwd=bypass".to_string(),
             None if ctx.cache.not_stored.is_some() => format!("outpost; fwd=uri-miss{}", stored(ctx)),

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use serde::Serialize;
 
 /// The whole validated configuration (interface.md §2).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Config {
     pub server: ServerConfig,
     pub tls: Option<TlsConfig>,
@@ -26,25 +27,26 @@ pub struct Config {
 }
 
 /// `[server]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ServerConfig {
     pub listen: Vec<SocketAddr>,
     /// Worker threads; 0 in the file is resolved to the core count here.
     pub threads: usize,
+    #[serde(serialize_with = "ser::duration")]
     pub grace_period: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub max_request_header: u64,
 }
 
 /// `[tls]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TlsConfig {
     pub listen: Vec<SocketAddr>,
     pub certs: Vec<CertConfig>,
 }
 
 /// `[[tls.cert]]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CertConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
@@ -52,30 +54,36 @@ pub struct CertConfig {
 }
 
 /// `[admin]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub token_env: String,
-    /// The token read from `token_env` at load time; `None` when unset or empty.
+    /// The token read from `token_env` at load time; `None` when unset or empty. Never serialized.
+    #[serde(serialize_with = "ser::redacted")]
     pub token: Option<String>,
 }
 
 /// Whether request `Cache-Control`/`Pragma` from clients is honoured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ClientCacheControl {
     Honor,
     Ignore,
 }
 
 /// `[cache]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CacheConfig {
     pub memory: u64,
     pub max_object: u64,
+    #[serde(serialize_with = "ser::duration")]
     pub lock_timeout: Duration,
     /// Status code → TTL, used only when the origin gives no freshness information.
+    #[serde(serialize_with = "ser::ttl_map")]
     pub default_ttl: BTreeMap<u16, Duration>,
+    #[serde(serialize_with = "ser::duration")]
     pub stale_while_revalidate: Duration,
+    #[serde(serialize_with = "ser::duration")]
     pub stale_if_error: Duration,
     /// Glob patterns (`*` wildcard) of query parameter names removed from the cache key.
     pub ignore_query_params: Vec<String>,
@@ -85,14 +93,15 @@ pub struct CacheConfig {
 }
 
 /// `[cache.disk]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct DiskConfig {
     pub path: PathBuf,
     pub size: u64,
 }
 
 /// A compression algorithm, in the client-preference order of `compression.algorithms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Algorithm {
     Br,
     Zstd,
@@ -100,7 +109,7 @@ pub enum Algorithm {
 }
 
 /// `[compression]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct CompressionConfig {
     pub enabled: bool,
     /// MIME types; `text/*` style wildcards allowed.
@@ -110,7 +119,7 @@ pub struct CompressionConfig {
 }
 
 /// Where the JSON access log goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum AccessLog {
     Stdout,
     Off,
@@ -118,7 +127,7 @@ pub enum AccessLog {
 }
 
 /// `[log]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct LogConfig {
     pub access: AccessLog,
     /// A tracing filter directive such as `info` or `outpost=debug,warn`.
@@ -126,7 +135,8 @@ pub struct LogConfig {
 }
 
 /// How an origin pool picks a server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Selection {
     RoundRobin,
     /// Never produced by the loader: `selection = "weighted"` is read as `RoundRobin`
@@ -138,19 +148,21 @@ pub enum Selection {
 }
 
 /// One server of an origin pool.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServerAddr {
     pub addr: SocketAddr,
     pub weight: usize,
 }
 
 /// `[[origin]]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct OriginConfig {
     pub name: String,
     pub servers: Vec<ServerAddr>,
     pub selection: Selection,
+    #[serde(serialize_with = "ser::duration")]
     pub connect_timeout: Duration,
+    #[serde(serialize_with = "ser::duration")]
     pub read_timeout: Duration,
     pub retries: usize,
     pub tls: bool,
@@ -162,10 +174,12 @@ pub struct OriginConfig {
 }
 
 /// `[origin.health]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct HealthConfig {
     pub path: String,
+    #[serde(serialize_with = "ser::duration")]
     pub interval: Duration,
+    #[serde(serialize_with = "ser::duration")]
     pub timeout: Duration,
     pub fails: usize,
     pub passes: usize,
@@ -173,7 +187,7 @@ pub struct HealthConfig {
 }
 
 /// The host part of a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum HostMatch {
     /// `"*"`
     Any,
@@ -184,11 +198,37 @@ pub enum HostMatch {
 }
 
 /// `[[route]]`
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RouteConfig {
     pub host: HostMatch,
     pub prefix: String,
     /// Index into `Config::origins` (validated to exist).
     pub origin: usize,
     pub cache: bool,
+}
+
+/// Human-readable serialization for `GET /config` (durations as "5s", secrets redacted).
+mod ser {
+    use serde::ser::{SerializeMap, Serializer};
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    pub(super) fn duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(super) fn ttl_map<S: Serializer>(m: &BTreeMap<u16, Duration>, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(m.len()))?;
+        for (k, v) in m {
+            map.serialize_entry(&k.to_string(), &humantime::format_duration(*v).to_string())?;
+        }
+        map.end()
+    }
+
+    pub(super) fn redacted<S: Serializer>(t: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(_) => s.serialize_str("<redacted>"),
+            None => s.serialize_none(),
+        }
+    }
 }

@@ -11,24 +11,43 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Runs the active checks of every pool that has them.
+/// Runs the active checks of every pool that has them, following config reloads.
 #[derive(Debug)]
 pub struct HealthChecks {
-    pub pools: Vec<Arc<Pool>>,
+    pub shared: Arc<crate::state::Shared>,
 }
 
 #[async_trait]
 impl BackgroundService for HealthChecks {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut tasks = Vec::new();
-        for pool in &self.pools {
-            if pool.cfg.health.is_some() {
-                tasks.push(tokio::spawn(run_pool(pool.clone())));
+        loop {
+            let rt = self.shared.runtime.load_full();
+            let tasks: Vec<_> = rt
+                .pools
+                .pools
+                .iter()
+                .filter(|p| p.cfg.health.is_some())
+                .map(|p| tokio::spawn(run_pool(p.clone())))
+                .collect();
+            // Restart the probes when the config (and so the pools) is swapped.
+            let swapped = async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if !Arc::ptr_eq(&rt, &self.shared.runtime.load_full()) {
+                        break;
+                    }
+                }
+            };
+            let stop = tokio::select! {
+                _ = shutdown.changed() => true,
+                _ = swapped => false,
+            };
+            for t in tasks {
+                t.abort();
             }
-        }
-        let _ = shutdown.changed().await;
-        for t in tasks {
-            t.abort();
+            if stop {
+                return;
+            }
         }
     }
 }

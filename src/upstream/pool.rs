@@ -55,6 +55,13 @@ impl Server {
         ActiveGuard(self.clone())
     }
 
+    /// Takes over another server's health state (config reload).
+    pub fn copy_health(&self, other: &Server, origin: &str) {
+        self.fails.store(other.fails.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.passes.store(other.passes.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.set_healthy(other.is_healthy(), origin);
+    }
+
     fn set_healthy(&self, healthy: bool, origin: &str) {
         if self.healthy.swap(healthy, Ordering::Relaxed) != healthy {
             self.up.set(i64::from(healthy));

@@ -410,7 +410,7 @@ async fn cache_stale_while_revalidate_answers_at_once_and_refreshes_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cache_stale_if_error_serves_stale_on_500_and_when_origin_is_down() {
+async fn cache_stale_if_error_serves_stale_on_500_timeout_and_down_origin() {
     let failing = Origin::named("failing")
         .handler("/sie", |r| {
             if r.n == 1 {
@@ -425,19 +425,38 @@ async fn cache_stale_if_error_serves_stale_on_500_and_when_origin_is_down() {
         .route("/sie", cc("v1", "max-age=1, stale-if-error=60"))
         .start()
         .await;
+    let slow = Origin::named("slow")
+        .handler("/sie", |r| {
+            let reply = cc("v1", "max-age=1, stale-if-error=60");
+            if r.n == 1 {
+                reply
+            } else {
+                reply.delay(ms(3000))
+            }
+        })
+        .start()
+        .await;
     let outpost = Outpost::builder()
         .set("cache", "stale_while_revalidate", r#""0s""#)
         .site("failing.test", &failing)
         .site("dying.test", &dying)
+        .origin(
+            OriginSpec::new("slow")
+                .server(&slow)
+                .read_timeout("400ms")
+                .retries(0),
+        )
+        .route("slow.test", "/", "slow")
         .start()
         .await;
 
-    for host in ["failing.test", "dying.test"] {
+    let hosts = ["failing.test", "dying.test", "slow.test"];
+    for host in hosts {
         assert_eq!(outpost.get(host, "/sie").await.text(), "v1");
     }
     dying.stop().await;
     tokio::time::sleep(ms(1500)).await;
-    for host in ["failing.test", "dying.test"] {
+    for host in hosts {
         let r = outpost.get(host, "/sie").await;
         assert_eq!((r.status, r.text().as_str()), (200, "v1"), "{host}: {r:?}");
         assert!(
@@ -446,6 +465,35 @@ async fn cache_stale_if_error_serves_stale_on_500_and_when_origin_is_down() {
         );
     }
     assert_eq!(failing.hits("/sie"), 2, "the origin was asked first");
+    assert_eq!(slow.hits("/sie"), 2, "the origin was asked first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_objects_above_max_object_stream_through_unstored() {
+    let big = "b".repeat(256 * 1024);
+    let origin = Origin::new()
+        .route("/huge", cc(&big, "max-age=60"))
+        .route("/fits", cc("small", "max-age=60"))
+        .start()
+        .await;
+    let outpost = Outpost::builder()
+        .set("cache", "max_object", r#""64KiB""#)
+        .site("site.test", &origin)
+        .start()
+        .await;
+
+    for _ in 0..2 {
+        let r = outpost.get("site.test", "/huge").await;
+        assert_eq!(r.body.len(), big.len(), "{r:?}");
+        assert!(!r.is_hit(), "{r:?}");
+        outpost.get("site.test", "/fits").await;
+    }
+    assert_eq!(
+        origin.hits("/huge"),
+        2,
+        "an object above max_object was stored"
+    );
+    assert_eq!(origin.hits("/fits"), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -143,13 +143,9 @@ impl StorageTrait for Storage {
         ));
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let stamp = self.stamp_for(key);
-        let fill = Arc::new(Fill::new(
-            id,
-            key.combined_bin(),
-            stamp,
-            meta.serialize()?,
-            info,
-        ));
+        let fill = Fill::new(id, key.combined_bin(), stamp, meta.serialize()?, info)
+            .spilling_to(self.disk.as_ref(), self.mem_object_limit);
+        let fill = Arc::new(fill);
         self.fills.register(fill.clone());
         Ok(Box::new(FillWriter::new(self, fill)))
     }

@@ -218,22 +218,30 @@ impl DiskTier {
         }
     }
 
+    pub(crate) fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Writes body chunk `part` of generation `gen`; returns its crc32.
+    pub(crate) fn put_chunk(&self, key: HashBinary, gen: u64, part: usize, data: &[u8]) -> u32 {
+        self.put(DiskKey::chunk(key, gen, part), format::encode_chunk(data));
+        crc32fast::hash(data)
+    }
+
+    /// Writes the head that makes an object visible (after all its chunks).
+    pub(crate) fn put_head(&self, key: HashBinary, head: &Head) {
+        self.put(DiskKey::head(key), head.encode());
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(head.weight(), Ordering::Relaxed);
+    }
+
     /// Writes an object: chunks first, the head last (a torn write leaves no head).
     pub(crate) fn write(&self, key: HashBinary, entry: &Entry) {
-        let body_len = entry.body.len() as u64;
         if entry.weight() > self.object_limit {
             return;
         }
         let mut crcs = Vec::new();
         let mut buf = Vec::with_capacity(self.chunk_size.min(entry.body.len()));
-        let flush = |buf: &mut Vec<u8>, crcs: &mut Vec<u32>| {
-            crcs.push(crc32fast::hash(buf));
-            self.put(
-                DiskKey::chunk(key, entry.id, crcs.len() - 1),
-                format::encode_chunk(buf),
-            );
-            buf.clear();
-        };
         let mut i = 0;
         while let Some(chunk) = entry.body.chunk(i) {
             let mut rest = &chunk[..];
@@ -242,28 +250,40 @@ impl DiskTier {
                 buf.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
                 if buf.len() == self.chunk_size {
-                    flush(&mut buf, &mut crcs);
+                    crcs.push(self.put_chunk(key, entry.id, crcs.len(), &buf));
+                    buf.clear();
                 }
             }
             i += 1;
         }
         if !buf.is_empty() {
-            flush(&mut buf, &mut crcs);
+            crcs.push(self.put_chunk(key, entry.id, crcs.len(), &buf));
         }
-        let head = Head {
-            gen: entry.id,
-            stamp: entry.stamp,
+        let head = self.head_for(entry.id, entry.stamp, entry.body.len() as u64, crcs, &entry.meta, &entry.info);
+        self.put_head(key, &head);
+    }
+
+    /// The head record of an object with these parts.
+    pub(crate) fn head_for(
+        &self,
+        gen: u64,
+        stamp: u64,
+        body_len: u64,
+        chunk_crcs: Vec<u32>,
+        meta: &(Vec<u8>, Vec<u8>),
+        info: &EntryInfo,
+    ) -> Head {
+        Head {
+            gen,
+            stamp,
             body_len,
             chunk_size: self.chunk_size as u32,
-            chunk_crcs: crcs,
-            primary: entry.info.primary,
-            meta: entry.meta.clone(),
-            url: entry.info.url.to_string(),
-            tags: entry.info.tags.iter().map(|t| t.to_string()).collect(),
-        };
-        self.put(DiskKey::head(key), head.encode());
-        self.objects.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(entry.weight(), Ordering::Relaxed);
+            chunk_crcs,
+            primary: info.primary,
+            meta: meta.clone(),
+            url: info.url.to_string(),
+            tags: info.tags.iter().map(|t| t.to_string()).collect(),
+        }
     }
 
     /// The head of `key`, if stored and intact (a corrupt one is removed).
@@ -288,21 +308,25 @@ impl DiskTier {
     }
 
     /// Chunk `i` of an object, verified against its head.
-    pub(crate) async fn chunk(
+    pub(crate) async fn chunk(&self, key: HashBinary, head: &Head, i: usize) -> Result<Bytes, format::Corrupt> {
+        let crc = *head.chunk_crcs.get(i).ok_or(format::Corrupt("chunk index"))?;
+        self.load_chunk(key, head.gen, i, crc, head.chunk_len(i)).await
+    }
+
+    /// Body chunk `part` of generation `gen`, verified against `crc` and `len`.
+    pub(crate) async fn load_chunk(
         &self,
         key: HashBinary,
-        head: &Head,
-        i: usize,
+        gen: u64,
+        part: usize,
+        crc: u32,
+        len: usize,
     ) -> Result<Bytes, format::Corrupt> {
-        let crc = *head
-            .chunk_crcs
-            .get(i)
-            .ok_or(format::Corrupt("chunk index"))?;
         let rec = self
-            .get(&DiskKey::chunk(key, head.gen, i))
+            .get(&DiskKey::chunk(key, gen, part))
             .await
             .ok_or(format::Corrupt("missing chunk"))?;
-        format::decode_chunk(&rec, crc, head.chunk_len(i))
+        format::decode_chunk(&rec, crc, len)
     }
 
     /// The whole body (for promotion to memory); `None` (and the object removed) if any

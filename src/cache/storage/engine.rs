@@ -3,8 +3,8 @@
 //! applying it to the matched objects. The ordering rules that keep purged content from
 //! coming back live here.
 
-use super::entry::{Body, Entry};
-use super::fill::Fill;
+use super::entry::{expire_bin, Body, Entry};
+use super::fill::{Completed, Fill};
 use super::index::Index;
 use super::Storage;
 use crate::cache::purge::bans::{BanWriter, Verdict};
@@ -31,7 +31,11 @@ pub(crate) struct Banned {
 
 impl Storage {
     /// Publishes a finished fill. Returns its weight.
-    pub(super) async fn commit(&self, fill: &Fill, chunks: Vec<bytes::Bytes>) -> u64 {
+    pub(super) async fn commit(&self, fill: &Fill, done: Completed) -> u64 {
+        let chunks = match done {
+            Completed::Memory(chunks) => chunks,
+            Completed::Spilled { body_len, crcs } => return self.commit_spilled(fill, body_len, crcs),
+        };
         let entry = Entry {
             id: fill.id,
             stamp: fill.stamp,
@@ -41,6 +45,27 @@ impl Storage {
         };
         let weight = entry.weight();
         self.store(fill.key, entry, true).await;
+        weight
+    }
+
+    /// A fill that spilled has its chunks on disk already: write the head that makes it
+    /// visible, unless a purge newer than the fill forbids it.
+    fn commit_spilled(&self, fill: &Fill, body_len: u64, crcs: Vec<u32>) -> u64 {
+        let Some(disk) = fill.disk else { return 0 };
+        let mut head = disk.head_for(fill.id, fill.stamp, body_len, crcs, &fill.meta, &fill.info);
+        let weight = head.weight();
+        if weight > disk.object_limit {
+            return weight;
+        }
+        match self.bans.verdict(fill.stamp, &fill.info) {
+            Verdict::Gone => return weight,
+            Verdict::Expire(at) => match expire_bin(&head.meta, at) {
+                Ok(meta) => head.meta = meta,
+                Err(_) => return weight,
+            },
+            Verdict::Keep => {}
+        }
+        disk.put_head(fill.key, &head);
         weight
     }
 

@@ -1,9 +1,15 @@
-//! In-flight fills (streaming partial write). A miss handler appends body chunks to a shared
+//! In-flight fills (streaming partial write). A miss handler appends body pieces to a shared
 //! `Fill` and bumps a `watch` channel; readers (the writer's own downstream and any request
-//! that looks the key up meanwhile) stream the chunks as they arrive. `finish()` publishes
+//! that looks the key up meanwhile) stream the pieces as they arrive. `finish()` publishes
 //! the object; a writer dropped without `finish()` marks the fill failed, so its readers get
 //! an error instead of a silently truncated body, and nothing is stored.
+//!
+//! Memory stays bounded for objects larger than the memory tier takes: once a fill passes
+//! that size and a disk tier exists it spills, writing fixed-size disk chunks as they fill
+//! up and publishing them to readers (who read them back from disk) instead of keeping
+//! them in RAM.
 
+use super::disk::DiskTier;
 use super::entry::{EntryInfo, MetaBin};
 use super::Storage;
 use async_trait::async_trait;
@@ -19,12 +25,47 @@ use tokio::sync::watch;
 /// Progress of a fill, as seen by its readers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FillState {
-    /// This many chunks are readable; more may come.
+    /// This many slots are readable; more may come.
     Writing(usize),
-    /// The body is complete with this many chunks.
+    /// The body is complete with this many slots.
     Done(usize),
     /// The writer went away before `finish()`: the body is incomplete.
     Failed,
+}
+
+/// One readable piece of a fill's body.
+#[derive(Debug, Clone)]
+pub(crate) enum Slot {
+    /// Held in memory.
+    Mem(Bytes),
+    /// Bytes `start..end` of disk chunk `part` (which is `len` long with crc `crc`).
+    Disk {
+        part: usize,
+        start: usize,
+        end: usize,
+        len: usize,
+        crc: u32,
+    },
+}
+
+/// How a fill ended, for `commit`.
+#[derive(Debug)]
+pub(crate) enum Completed {
+    /// The whole body, in memory.
+    Memory(Vec<Bytes>),
+    /// The body is on disk as chunks with these crcs; only the head is left to write.
+    Spilled { body_len: u64, crcs: Vec<u32> },
+}
+
+/// Writer-side state of a spilling fill.
+#[derive(Debug)]
+struct Spill {
+    /// Bytes of disk chunk `next_part`, being assembled.
+    pending: Vec<u8>,
+    next_part: usize,
+    crcs: Vec<u32>,
+    /// Body bytes already visible to readers.
+    published: u64,
 }
 
 /// One object being written.
@@ -38,8 +79,12 @@ pub(crate) struct Fill {
     pub(crate) stamp: u64,
     pub(crate) meta: MetaBin,
     pub(crate) info: Arc<EntryInfo>,
-    chunks: RwLock<Vec<Bytes>>,
+    slots: RwLock<Vec<Slot>>,
     state: watch::Sender<FillState>,
+    /// Where to spill, and beyond how many in-memory bytes.
+    pub(crate) disk: Option<&'static DiskTier>,
+    spill_after: u64,
+    mem_bytes: Mutex<(u64, Option<Spill>)>,
 }
 
 impl Fill {
@@ -57,9 +102,25 @@ impl Fill {
             stamp,
             meta,
             info,
-            chunks: RwLock::new(Vec::new()),
+            slots: RwLock::new(Vec::new()),
             state,
+            disk: None,
+            spill_after: u64::MAX,
+            mem_bytes: Mutex::new((0, None)),
         }
+    }
+
+    /// Lets the fill spill to `disk` once it holds more than `after` bytes.
+    pub(crate) fn spilling_to(mut self, disk: Option<&'static DiskTier>, after: u64) -> Self {
+        self.disk = disk;
+        self.spill_after = after;
+        self
+    }
+
+    /// Body bytes held in memory (stops growing once the fill spills).
+    #[cfg(test)]
+    pub(crate) fn mem_bytes(&self) -> u64 {
+        self.mem_bytes.lock().0
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<FillState> {
@@ -70,27 +131,121 @@ impl Fill {
         *self.state.borrow()
     }
 
-    pub(crate) fn chunk(&self, i: usize) -> Option<Bytes> {
-        self.chunks.read().get(i).cloned()
+    pub(crate) fn slot(&self, i: usize) -> Option<Slot> {
+        self.slots.read().get(i).cloned()
+    }
+
+    fn publish(&self, slot: Slot) {
+        let n = {
+            let mut slots = self.slots.write();
+            slots.push(slot);
+            slots.len()
+        };
+        self.state.send_replace(FillState::Writing(n));
     }
 
     fn push(&self, data: Bytes) {
         if data.is_empty() || !matches!(self.state(), FillState::Writing(_)) {
             return;
         }
-        let n = {
-            let mut chunks = self.chunks.write();
-            chunks.push(data);
-            chunks.len()
+        let mut guard = self.mem_bytes.lock();
+        let (mem, spill) = &mut *guard;
+        let Some(disk) = self.disk else {
+            self.publish(Slot::Mem(data));
+            return;
         };
-        self.state.send_replace(FillState::Writing(n));
+        if spill.is_none() {
+            *mem += data.len() as u64;
+            self.publish(Slot::Mem(data));
+            if *mem > self.spill_after {
+                *spill = Some(self.start_spill(disk, *mem));
+            }
+            return;
+        }
+        if let Some(sp) = spill {
+            sp.pending.extend_from_slice(&data);
+            while sp.pending.len() >= disk.chunk_size() {
+                let rest = sp.pending.split_off(disk.chunk_size());
+                let chunk = std::mem::replace(&mut sp.pending, rest);
+                self.spill_chunk(disk, sp, &chunk);
+            }
+        }
     }
 
-    /// Marks the body complete and returns its chunks (cheap `Bytes` clones).
-    fn complete(&self) -> Vec<Bytes> {
-        let chunks = self.chunks.read().clone();
-        self.state.send_replace(FillState::Done(chunks.len()));
-        chunks
+    /// Copies what is in memory into disk chunks (readers keep their in-memory slots).
+    fn start_spill(&self, disk: &DiskTier, mem: u64) -> Spill {
+        let mut sp = Spill {
+            pending: Vec::with_capacity(disk.chunk_size()),
+            next_part: 0,
+            crcs: Vec::new(),
+            published: mem,
+        };
+        let slots: Vec<Slot> = self.slots.read().clone();
+        for slot in slots {
+            let Slot::Mem(b) = slot else { continue };
+            let mut rest = &b[..];
+            while !rest.is_empty() {
+                let take = (disk.chunk_size() - sp.pending.len()).min(rest.len());
+                sp.pending.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if sp.pending.len() == disk.chunk_size() {
+                    let crc = disk.put_chunk(self.key, self.id, sp.next_part, &sp.pending);
+                    sp.crcs.push(crc);
+                    sp.next_part += 1;
+                    sp.pending.clear();
+                }
+            }
+        }
+        sp
+    }
+
+    /// Writes a complete disk chunk and publishes the part readers have not seen yet.
+    fn spill_chunk(&self, disk: &DiskTier, sp: &mut Spill, chunk: &[u8]) {
+        let part = sp.next_part;
+        let crc = disk.put_chunk(self.key, self.id, part, chunk);
+        sp.crcs.push(crc);
+        sp.next_part += 1;
+        let chunk_start = (part * disk.chunk_size()) as u64;
+        let chunk_end = chunk_start + chunk.len() as u64;
+        if chunk_end > sp.published {
+            let start = sp.published.saturating_sub(chunk_start) as usize;
+            self.publish(Slot::Disk {
+                part,
+                start,
+                end: chunk.len(),
+                len: chunk.len(),
+                crc,
+            });
+            sp.published = chunk_end;
+        }
+    }
+
+    /// Marks the body complete and says where it is.
+    fn complete(&self) -> Completed {
+        let mut guard = self.mem_bytes.lock();
+        let done = match (&mut guard.1, self.disk) {
+            (Some(sp), Some(disk)) => {
+                if !sp.pending.is_empty() {
+                    let chunk = std::mem::take(&mut sp.pending);
+                    self.spill_chunk(disk, sp, &chunk);
+                }
+                Completed::Spilled {
+                    body_len: sp.published,
+                    crcs: std::mem::take(&mut sp.crcs),
+                }
+            }
+            _ => {
+                let slots = self.slots.read();
+                let chunks = slots.iter().filter_map(|s| match s {
+                    Slot::Mem(b) => Some(b.clone()),
+                    Slot::Disk { .. } => None,
+                });
+                Completed::Memory(chunks.collect())
+            }
+        };
+        let n = self.slots.read().len();
+        self.state.send_replace(FillState::Done(n));
+        done
     }
 
     fn fail(&self) {
@@ -187,8 +342,8 @@ impl HandleMiss for FillWriter {
 
     async fn finish(mut self: Box<Self>) -> pingora::Result<MissFinishType> {
         self.finished = true;
-        let chunks = self.fill.complete();
-        let size = self.storage.commit(&self.fill, chunks).await;
+        let done = self.fill.complete();
+        let size = self.storage.commit(&self.fill, done).await;
         Ok(MissFinishType::Created(size as usize))
     }
 

@@ -5,7 +5,7 @@
 
 use super::disk::DiskBody;
 use super::entry::Body;
-use super::fill::{Fill, FillState};
+use super::fill::{Fill, FillState, Slot};
 use super::Tier;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -114,6 +114,21 @@ struct PartialBody {
 }
 
 impl PartialBody {
+    async fn load(&self, slot: Slot) -> pingora::Result<Bytes> {
+        let (part, start, end, len, crc) = match slot {
+            Slot::Mem(b) => return Ok(b),
+            Slot::Disk { part, start, end, len, crc } => (part, start, end, len, crc),
+        };
+        let Some(disk) = self.fill.disk else {
+            return Error::e_explain(ErrorType::InternalError, "spilled fill without a disk tier");
+        };
+        match disk.load_chunk(self.fill.key, self.fill.id, part, crc, len).await {
+            Ok(chunk) if start <= end && end <= chunk.len() => Ok(chunk.slice(start..end)),
+            Ok(_) => Error::e_explain(ErrorType::InternalError, "spilled chunk shorter than published"),
+            Err(e) => Error::e_explain(ErrorType::InternalError, format!("spilled chunk unreadable: {}", e.0)),
+        }
+    }
+
     async fn read(&mut self) -> pingora::Result<Option<Bytes>> {
         loop {
             let state = *self.rx.borrow_and_update();
@@ -127,9 +142,11 @@ impl PartialBody {
                 FillState::Writing(n) | FillState::Done(n) => n,
             };
             if self.next < available {
-                if let Some(chunk) = self.fill.chunk(self.next) {
+                if let Some(slot) = self.fill.slot(self.next) {
+                    // Advance only once loaded: pingora may drop this future mid-way.
+                    let data = self.load(slot).await?;
                     self.next += 1;
-                    return Ok(Some(chunk));
+                    return Ok(Some(data));
                 }
             }
             if matches!(state, FillState::Done(_)) {

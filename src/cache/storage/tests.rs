@@ -546,7 +546,10 @@ async fn tag_purge_of_100k_objects_returns_quickly() {
             bin.clone(),
             info,
         );
-        s.commit(&fill, vec![Bytes::from_static(b"0123456789")])
+        s.commit(
+            &fill,
+            fill::Completed::Memory(vec![Bytes::from_static(b"0123456789")]),
+        )
             .await;
     }
     put(s, "http://a.test/keep", &[("cache-tag", "cold")], b"k").await;
