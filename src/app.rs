@@ -49,13 +49,16 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout)));
     let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
 
-    let mut conf = ServerConf::default();
-    conf.threads = cfg.server.threads.max(1);
-    conf.grace_period_seconds = Some(0);
-    conf.graceful_shutdown_timeout_seconds = Some(1);
     let tmp = std::env::temp_dir();
-    conf.pid_file = tmp.join(format!("outpost-{}.pid", std::process::id())).display().to_string();
-    conf.upgrade_sock = tmp.join(format!("outpost-{}.sock", std::process::id())).display().to_string();
+    let conf = ServerConf {
+        threads: cfg.server.threads.max(1),
+        // Draining is done by `Drain` before pingora is told to stop (its grace sleep is unconditional).
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        pid_file: tmp.join(format!("outpost-{}.pid", std::process::id())).display().to_string(),
+        upgrade_sock: tmp.join(format!("outpost-{}.sock", std::process::id())).display().to_string(),
+        ..ServerConf::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 

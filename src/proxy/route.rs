@@ -33,7 +33,7 @@ impl RouteTable {
         t.exact.values_mut().for_each(by_len);
         t.suffix.iter_mut().for_each(|(_, v)| by_len(v));
         by_len(&mut t.any);
-        t.suffix.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        t.suffix.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
         t
     }
 

@@ -126,8 +126,3 @@ mod tests {
         assert_eq!(status_of(b"HTTP/1.1 2"), None);
     }
 }
-
-/// Interval used by tests and docs: how long until an ejected server is out.
-pub fn ejection_bound(interval: Duration, fails: usize) -> Duration {
-    interval * u32::try_from(fails + 1).unwrap_or(u32::MAX)
-}

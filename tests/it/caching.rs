@@ -2,7 +2,9 @@
 //! revalidated, served stale, invalidated and answered (Vary, Range, HEAD, conditionals).
 //! Every case is proven with the origin's request counter, not only with Cache-Status.
 
-use crate::support::{eventually, ms, Origin, OriginSpec, Outpost, Reply, Req};
+use crate::support::{
+    eventually, ms, raw_header, raw_status, Origin, OriginSpec, Outpost, Reply, Req,
+};
 use std::time::Duration;
 
 /// A 200 with `body` and `Cache-Control: cc`.
@@ -457,7 +459,8 @@ async fn cache_stale_if_error_serves_stale_on_500_timeout_and_down_origin() {
     dying.stop().await;
     tokio::time::sleep(ms(1500)).await;
     for host in hosts {
-        let r = outpost.get(host, "/sie").await;
+        // New connections: connection reuse after a stale answer has its own test below.
+        let r = outpost.get_fresh(host, "/sie").await;
         assert_eq!((r.status, r.text().as_str()), (200, "v1"), "{host}: {r:?}");
         assert!(
             r.cache_status().contains("detail=stale-if-error"),
@@ -466,6 +469,34 @@ async fn cache_stale_if_error_serves_stale_on_500_timeout_and_down_origin() {
     }
     assert_eq!(failing.hits("/sie"), 2, "the origin was asked first");
     assert_eq!(slow.hits("/sie"), 2, "the origin was asked first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_stale_if_error_answer_keeps_its_keep_alive_promise() {
+    let dying = Origin::new()
+        .route("/sie", cc("v1", "max-age=1, stale-if-error=60"))
+        .start()
+        .await;
+    let outpost = Outpost::builder()
+        .set("cache", "stale_while_revalidate", r#""0s""#)
+        .site("site.test", &dying)
+        .start()
+        .await;
+    outpost.get("site.test", "/sie").await;
+    dying.stop().await;
+    tokio::time::sleep(ms(1500)).await;
+
+    let req = b"GET /sie HTTP/1.1\r\nHost: site.test\r\n\r\n";
+    let (first, second) = outpost.raw_twice(req, req).await;
+    assert_eq!(raw_status(&first), 200, "{first}");
+    let closing = raw_header(&first, "connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+    if !closing {
+        assert_eq!(
+            raw_status(&second),
+            200,
+            "the stale answer did not say `Connection: close`, yet the connection was closed:\n{first}\n---\n{second:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -544,6 +544,24 @@ impl Outpost {
         }
     }
 
+    /// `GET path` on a new connection (for cases where a reused one would test something else).
+    pub(crate) async fn get_fresh(&self, host: &str, path: &str) -> Resp {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("reqwest client");
+        let started = Instant::now();
+        let r = client
+            .get(self.url(path))
+            .header("host", host)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET http://{host}{path}: {e:?}\n{}", self.output()));
+        Resp::read(r, started).await
+    }
+
     /// `GET` on the admin listener.
     pub(crate) async fn admin_get(&self, path: &str) -> Resp {
         let url = format!("http://{}{path}", self.admin_addr());
@@ -605,6 +623,32 @@ impl Outpost {
             }
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Sends `first`, reads one answer, then sends `second` on the same connection and reads
+    /// again (each read ends at a pause of 500 ms or EOF). For keep-alive checks.
+    pub(crate) async fn raw_twice(&self, first: &[u8], second: &[u8]) -> (String, String) {
+        let mut stream = tokio::net::TcpStream::connect(self.proxy_addr())
+            .await
+            .expect("connect proxy");
+        let mut answers = Vec::new();
+        for bytes in [first, second] {
+            let mut out = Vec::new();
+            if stream.write_all(bytes).await.is_ok() {
+                let mut buf = [0u8; 8192];
+                while let Ok(Ok(n)) =
+                    tokio::time::timeout(Duration::from_millis(500), stream.read(&mut buf)).await
+                {
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                }
+            }
+            answers.push(String::from_utf8_lossy(&out).into_owned());
+        }
+        let second = answers.pop().unwrap_or_default();
+        (answers.pop().unwrap_or_default(), second)
     }
 
     /// Sends SIGTERM (through `kill`, since the crate forbids `unsafe`).

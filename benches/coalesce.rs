@@ -1,0 +1,2 @@
+//! Coalescing and memory-bound benchmark (being written).
+fn main() {}

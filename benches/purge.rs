@@ -1,0 +1,410 @@
+//! Purge and lookup benchmark of the memory storage (issue "Purge").
+//!
+//! `cargo bench --bench purge` (a plain `fn main`, no criterion). Knobs (environment):
+//! `BENCH_OBJECTS` (default 1000000), `BENCH_MEMORY` (cache.memory, default "2GiB"),
+//! `BENCH_LOOKUPS` (timed lookups per phase, default 200000), `BENCH_FILL_SECS` (stop filling
+//! after this long and report what was filled, default 600).
+//!
+//! What it does, in this order:
+//! 1. Fills a memory-only `Storage` (`Storage::new`, leaked) through the pingora `Storage`
+//!    trait (get_miss_handler / write_body / finish), one object at a time, with N objects of
+//!    200 bytes at `http://h{i%100}.test/d{(i/100)%100}/o{i}` (100 hosts, 100 dirs per host).
+//!    Tags (`Surrogate-Key` in the stored response header), 10,000 tags in all:
+//!    every object has `t{i % 9999}`; every 10th also `big` (100k objects at N = 1M);
+//!    every 30th also `t{(i/30+5000) % 9999}` (so objects carry 1-3 tags, a `t` tag ~103).
+//! 2. Lookup latency (single task, random keys, each call timed): hits before any purge, then
+//!    after 10,000 tag purges + 100 prefix purges that match nothing (so every object is
+//!    still a hit but its stamp is older than the latest purge: the full ban check runs).
+//!    Also 2 tasks on 2 threads (aggregate lookups/s), same two states.
+//! 3. Purge latency (`purge_request` until it returns; "drained" = until the background
+//!    removal task of large purges finished): 20 small tags, the `big` tag, a 1-dir prefix,
+//!    a 1-host prefix, a host, and `all`; each soft first, then hard on the same target.
+//!
+//! Reference result (this machine: 2 vCPU, 23 GiB RAM, Linux; 2026-11-27,
+//! `cargo bench --bench purge`, release profile, N = 1,000,000): see benches/RESULTS.md,
+//! pasted below.
+//!
+//! ```text
+//! (filled in from the run recorded in benches/RESULTS.md)
+//! ```
+
+use bytes::Bytes;
+use outpost::cache::purge::{PurgeRequest, PurgeResult};
+use outpost::cache::storage::Storage;
+use pingora::http::ResponseHeader;
+use pingora_cache::storage::Storage as _;
+use pingora_cache::trace::{Span, SpanHandle};
+use pingora_cache::{CacheKey, CacheMeta};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+const HOSTS: usize = 100;
+const DIRS: usize = 100;
+const TTAGS: usize = 9_999;
+const BODY: usize = 200;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn url(i: usize) -> String {
+    format!(
+        "http://h{}.test/d{}/o{i}",
+        i % HOSTS,
+        (i / HOSTS) % DIRS
+    )
+}
+
+fn tags(i: usize) -> String {
+    let mut s = format!("t{}", i % TTAGS);
+    if i % 10 == 0 {
+        s.push_str(" big");
+    }
+    if i % 30 == 0 {
+        s.push_str(&format!(" t{}", (i / 30 + 5000) % TTAGS));
+    }
+    s
+}
+
+fn span() -> SpanHandle {
+    Span::inactive().handle()
+}
+
+fn meta(tags: &str) -> CacheMeta {
+    let mut h = ResponseHeader::build(200, None).expect("header");
+    h.append_header("content-type", "text/plain").expect("header");
+    h.append_header("content-length", BODY.to_string()).expect("header");
+    h.append_header("cache-control", "public, max-age=86400").expect("header");
+    h.append_header("surrogate-key", tags.to_string()).expect("header");
+    let now = SystemTime::now();
+    CacheMeta::new(now + Duration::from_secs(86_400), now, 0, 0, h)
+}
+
+fn rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+struct Lat {
+    p50: f64,
+    p99: f64,
+    mean: f64,
+    max: f64,
+}
+
+fn summarize(mut ns: Vec<u64>) -> Lat {
+    ns.sort_unstable();
+    let pick = |q: f64| ns[((ns.len() as f64 - 1.0) * q).round() as usize] as f64;
+    Lat {
+        p50: pick(0.50),
+        p99: pick(0.99),
+        mean: ns.iter().sum::<u64>() as f64 / ns.len() as f64,
+        max: *ns.last().unwrap_or(&0) as f64,
+    }
+}
+
+async fn put(s: &'static Storage, i: usize, body: &[u8]) {
+    let key = CacheKey::new(url(i), "");
+    let mut w = s
+        .get_miss_handler(&key, &meta(&tags(i)), &span())
+        .await
+        .expect("miss handler");
+    w.write_body(Bytes::copy_from_slice(body), true)
+        .await
+        .expect("write_body");
+    w.finish().await.expect("finish");
+}
+
+/// Times `count` lookups of random filled keys (one task). Every one must be a hit.
+async fn lookups(s: &'static Storage, n: usize, count: usize, seed: u64) -> Lat {
+    let mut rng = Rng(seed);
+    let keys: Vec<CacheKey> = (0..count)
+        .map(|_| CacheKey::new(url(rng.next() as usize % n), ""))
+        .collect();
+    let mut ns = Vec::with_capacity(count);
+    let mut misses = 0usize;
+    for k in &keys {
+        let t = Instant::now();
+        let hit = s.lookup(k, &span()).await.expect("lookup");
+        ns.push(t.elapsed().as_nanos() as u64);
+        misses += usize::from(hit.is_none());
+    }
+    assert_eq!(misses, 0, "every lookup in this phase must be a hit");
+    summarize(ns)
+}
+
+/// Lookups/s with `tasks` tasks in parallel on the multi-thread runtime.
+async fn lookup_throughput(s: &'static Storage, n: usize, tasks: usize, per_task: usize) -> f64 {
+    let mut handles = Vec::new();
+    let start = Instant::now();
+    for t in 0..tasks {
+        handles.push(tokio::spawn(async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1));
+            for _ in 0..per_task {
+                let k = CacheKey::new(url(rng.next() as usize % n), "");
+                let hit = s.lookup(&k, &span()).await.expect("lookup");
+                assert!(hit.is_some());
+            }
+        }));
+    }
+    for h in handles {
+        h.await.expect("task");
+    }
+    (tasks * per_task) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Waits until every spawned task (the background removal of a large purge) has finished.
+async fn drained() {
+    let m = tokio::runtime::Handle::current().metrics();
+    while m.num_alive_tasks() > 0 {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+struct PurgeRow {
+    what: String,
+    soft: bool,
+    purged: String,
+    returned_ms: Vec<f64>,
+    took_ms: Vec<f64>,
+    drained_ms: f64,
+}
+
+async fn run_purge(s: &'static Storage, what: &str, reqs: Vec<PurgeRequest>) -> PurgeRow {
+    let soft = reqs.first().is_some_and(|r| r.soft);
+    let mut returned = Vec::new();
+    let mut took = Vec::new();
+    let mut purged = Vec::new();
+    let start = Instant::now();
+    for mut r in reqs {
+        r.validate().expect("valid purge");
+        let t = Instant::now();
+        let res: PurgeResult = s.purge_request(&r).await;
+        returned.push(t.elapsed().as_secs_f64() * 1e3);
+        took.push(res.took.as_secs_f64() * 1e3);
+        purged.push(res.purged.map_or("?".to_string(), |p| p.to_string()));
+    }
+    drained().await;
+    let drained_ms = start.elapsed().as_secs_f64() * 1e3;
+    let purged = if purged.len() == 1 {
+        purged.remove(0)
+    } else {
+        let nums: Vec<u64> = purged.iter().filter_map(|p| p.parse().ok()).collect();
+        format!(
+            "{}-{} each",
+            nums.iter().min().unwrap_or(&0),
+            nums.iter().max().unwrap_or(&0)
+        )
+    };
+    PurgeRow {
+        what: what.to_string(),
+        soft,
+        purged,
+        returned_ms: returned,
+        took_ms: took,
+        drained_ms,
+    }
+}
+
+fn req(soft: bool, f: impl FnOnce(&mut PurgeRequest)) -> PurgeRequest {
+    let mut r = PurgeRequest {
+        soft,
+        ..PurgeRequest::default()
+    };
+    f(&mut r);
+    r
+}
+
+fn cache_config(memory: &str) -> outpost::config::CacheConfig {
+    let text = format!(
+        "[cache]\nmemory = \"{memory}\"\n\n[[origin]]\nname = \"app\"\nservers = [\"127.0.0.1:9\"]\n\n\
+         [[route]]\nhost = \"*\"\nprefix = \"/\"\norigin = \"app\"\n"
+    );
+    match outpost::config::parse(&text, Path::new(".")) {
+        Ok(cfg) => cfg.cache,
+        Err(e) => panic!("bench config: {e}"),
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; nothing to parse.
+    let n_target: usize = env_or("BENCH_OBJECTS", 1_000_000);
+    let memory: String = env_or("BENCH_MEMORY", "2GiB".to_string());
+    let n_lookups: usize = env_or("BENCH_LOOKUPS", 200_000);
+    let fill_cap = Duration::from_secs(env_or("BENCH_FILL_SECS", 600));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let cfg = cache_config(&memory);
+        let s: &'static Storage = Box::leak(Box::new(Storage::new(&cfg)));
+        let rss0 = rss_mib();
+
+        // --- 1. fill ---
+        let body = vec![b'x'; BODY];
+        let start = Instant::now();
+        let mut n = 0;
+        while n < n_target {
+            put(s, n, &body).await;
+            n += 1;
+            if n % 100_000 == 0 {
+                eprintln!(
+                    "filled {n} in {:.1}s, rss {:.0} MiB",
+                    start.elapsed().as_secs_f64(),
+                    rss_mib()
+                );
+                if start.elapsed() > fill_cap {
+                    eprintln!("fill time cap reached: stopping at {n} objects");
+                    break;
+                }
+            }
+        }
+        let fill = start.elapsed();
+        s.sync().await;
+        let st = s.stats();
+        let rss1 = rss_mib();
+        println!("## outpost purge bench\n");
+        println!(
+            "objects: {n} (target {n_target}), cache.memory {memory}, body {BODY} B, 10,000 tags, {HOSTS} hosts"
+        );
+        println!(
+            "fill: {:.1} s ({:.0} objects/s, {:.2} us/object, one task)",
+            fill.as_secs_f64(),
+            n as f64 / fill.as_secs_f64(),
+            fill.as_secs_f64() * 1e6 / n as f64
+        );
+        println!(
+            "after fill: stats objects {} bytes {} ({:.0} B/object charged); RSS {:.0} MiB (+{:.0} MiB, {:.0} B/object)\n",
+            st.memory.objects,
+            st.memory.bytes,
+            st.memory.bytes as f64 / st.memory.objects.max(1) as f64,
+            rss1,
+            rss1 - rss0,
+            (rss1 - rss0) * 1048576.0 / n as f64
+        );
+        assert_eq!(st.memory.objects, n as u64, "nothing may be evicted while filling");
+
+        // --- 2. lookups ---
+        let before = lookups(s, n, n_lookups, 42).await;
+        let tput_before = lookup_throughput(s, n, 2, n_lookups / 2).await;
+
+        let t = Instant::now();
+        for j in 0..10_000 {
+            let r = req(false, |r| r.tags = vec![format!("nomatch-{j}")]);
+            s.purge_request(&r).await;
+        }
+        let tag_bans = t.elapsed();
+        let t = Instant::now();
+        for j in 0..100 {
+            let r = req(false, |r| {
+                r.prefixes = vec![format!("http://h{}.test/nomatch{j}/", j % HOSTS)]
+            });
+            s.purge_request(&r).await;
+        }
+        let prefix_bans = t.elapsed();
+        drained().await;
+        let after = lookups(s, n, n_lookups, 43).await;
+        let tput_after = lookup_throughput(s, n, 2, n_lookups / 2).await;
+
+        println!("### Lookup latency (hits, one task, {n_lookups} random keys, each call timed)\n");
+        println!("| state | p50 ns | p99 ns | mean ns | max ns | 2 tasks on 2 threads, lookups/s |");
+        println!("|---|---:|---:|---:|---:|---:|");
+        for (name, l, tp) in [
+            ("no purge yet", &before, tput_before),
+            ("10k tag bans + 100 prefix bans", &after, tput_after),
+        ] {
+            println!(
+                "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |",
+                l.p50, l.p99, l.mean, l.max, tp
+            );
+        }
+        println!(
+            "\n(recording the bans: 10,000 tag purges in {:.0} ms = {:.1} us each; 100 prefix purges in {:.1} ms)\n",
+            tag_bans.as_secs_f64() * 1e3,
+            tag_bans.as_secs_f64() * 1e6 / 10_000.0,
+            prefix_bans.as_secs_f64() * 1e3
+        );
+
+        // --- 3. purges ---
+        let mut rows = Vec::new();
+        for soft in [true, false] {
+            let small: Vec<PurgeRequest> = (1..=20)
+                .map(|j| req(soft, |r| r.tags = vec![format!("t{j}")]))
+                .collect();
+            rows.push(run_purge(s, "tag, small (20 tags, one call each)", small).await);
+        }
+        for soft in [true, false] {
+            let r = req(soft, |r| r.tags = vec!["big".to_string()]);
+            rows.push(run_purge(s, "tag `big`", vec![r]).await);
+        }
+        for soft in [true, false] {
+            let r = req(soft, |r| r.prefixes = vec!["http://h3.test/d7/".to_string()]);
+            rows.push(run_purge(s, "prefix `http://h3.test/d7/`", vec![r]).await);
+        }
+        for soft in [true, false] {
+            let r = req(soft, |r| r.prefixes = vec!["http://h4.test/".to_string()]);
+            rows.push(run_purge(s, "prefix `http://h4.test/`", vec![r]).await);
+        }
+        for soft in [true, false] {
+            let r = req(soft, |r| r.hosts = vec!["h5.test".to_string()]);
+            rows.push(run_purge(s, "host `h5.test`", vec![r]).await);
+        }
+        let before_all = s.stats().memory.objects;
+        for soft in [true, false] {
+            let r = req(soft, |r| r.all = true);
+            rows.push(run_purge(s, "all", vec![r]).await);
+        }
+        s.sync().await;
+        let end = s.stats().memory;
+
+        println!("### Purge latency (cache of {n}; soft first, then hard on the same target)\n");
+        println!("| purge | mode | objects matched | returned in (ms) | took (PurgeResult, ms) | until background removal done (ms) |");
+        println!("|---|---|---:|---:|---:|---:|");
+        for r in &rows {
+            let fmt = |v: &[f64]| {
+                if v.len() == 1 {
+                    format!("{:.3}", v[0])
+                } else {
+                    let mut v = v.to_vec();
+                    v.sort_by(f64::total_cmp);
+                    format!("p50 {:.3}, max {:.3}", v[v.len() / 2], v[v.len() - 1])
+                }
+            };
+            println!(
+                "| {} | {} | {} | {} | {} | {:.1} |",
+                r.what,
+                if r.soft { "soft" } else { "hard" },
+                r.purged,
+                fmt(&r.returned_ms),
+                fmt(&r.took_ms),
+                r.drained_ms
+            );
+        }
+        println!(
+            "\nobjects before `all`: {before_all}; after hard `all` + sync: objects {} bytes {}; RSS {:.0} MiB",
+            end.objects,
+            end.bytes,
+            rss_mib()
+        );
+    });
+}
