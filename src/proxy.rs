@@ -97,6 +97,10 @@ impl ProxyHttp for Outpost {
         upstream::connect_failed(session, peer, ctx, e)
     }
 
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+        upstream::proxy_error(peer, session, e, ctx, client_reused)
+    }
+
     async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         upstream::prepare_request(session, req, ctx)
     }

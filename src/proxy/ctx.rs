@@ -21,6 +21,8 @@ pub struct RequestCtx {
     /// Servers whose connect failed for this request (not picked again on retry).
     pub tried: Vec<SocketAddr>,
     pub attempts: usize,
+    /// A server whose reused connection just failed: avoided by the retry when possible.
+    pub avoid: Option<SocketAddr>,
     pub server: Option<Arc<Server>>,
     pub active: Option<ActiveGuard>,
     pub upstream_started: Option<Instant>,
@@ -47,6 +49,7 @@ impl RequestCtx {
             client_ip: None,
             tried: Vec::new(),
             attempts: 0,
+            avoid: None,
             server: None,
             active: None,
             upstream_started: None,

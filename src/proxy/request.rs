@@ -28,7 +28,14 @@ pub async fn admit(shared: &Arc<Shared>, session: &mut Session, ctx: &mut Reques
         respond(session, ctx, status, "bypass", detail, text).await?;
         return Ok(true);
     }
-    let Some(host) = headers::host_of(session.req_header()) else {
+    let req = session.req_header();
+    // RFC 9112 §3.2: a 1.1 request without Host is invalid; 1.0 clients may omit it
+    // (they then reach only the catch-all routes).
+    let http10_without_host = req.version == http::Version::HTTP_10
+        && req.uri.authority().is_none()
+        && req.headers.get(http::header::HOST).is_none();
+    let host = if http10_without_host { Some(String::new()) } else { headers::host_of(req) };
+    let Some(host) = host else {
         respond(session, ctx, 400, "bypass", "bad-host", "missing or invalid Host header").await?;
         return Ok(true);
     };

@@ -16,7 +16,13 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     };
     ctx.attempts += 1;
     let key = session.req_header().uri.path_and_query().map_or(b"/".as_slice(), |p| p.as_str().as_bytes());
-    let server = match pool.select(key, &ctx.tried) {
+    // After a failure on a reused connection, prefer another server, but that one is still usable.
+    let preferred = ctx.avoid.take().and_then(|a| {
+        let mut exclude = ctx.tried.clone();
+        exclude.push(a);
+        pool.select(key, &exclude)
+    });
+    let server = match preferred.or_else(|| pool.select(key, &ctx.tried)) {
         Some(s) => s,
         None if !ctx.tried.is_empty() => {
             return Err(Error::explain(ErrorType::ConnectRefused, "every server tried failed to connect").into_up());
@@ -49,6 +55,24 @@ pub fn connect_failed(session: &Session, peer: &HttpPeer, ctx: &mut RequestCtx, 
         if idempotent && ctx.attempts <= pool.cfg.retries {
             e.set_retry(true);
         }
+    }
+    e
+}
+
+/// `error_while_proxy`: pingora retries idempotent requests whose *reused* connection failed
+/// before any response byte; such a retry is free (not counted in `retries`) and goes to
+/// another server when there is one.
+pub fn proxy_error(peer: &HttpPeer, session: &Session, mut e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+    ctx.active = None;
+    let idempotent = session.req_header().method.is_idempotent();
+    if !idempotent || session.as_ref().retry_buffer_truncated() {
+        e.set_retry(false);
+    } else {
+        e.retry.decide_reuse(client_reused);
+    }
+    if e.retry() {
+        ctx.attempts = ctx.attempts.saturating_sub(1);
+        ctx.avoid = peer.address().as_inet().copied();
     }
     e
 }
