@@ -356,8 +356,10 @@ async fn status_memory(c: &reqwest::Client, admin: SocketAddr) -> (u64, u64) {
         .send()
         .await
         .expect("/status")
-        .json()
+        .bytes()
         .await
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
         .expect("/status json");
     let m = &v["cache"]["memory"];
     (
@@ -378,11 +380,11 @@ async fn memory_bound(origin: SocketAddr, counts: &Counts) {
     let mut tasks = Vec::new();
     for i in 0..OBJECTS {
         let permit = sem.clone().acquire_owned().await.expect("semaphore");
-        let c = c.clone();
+        let tc = c.clone();
         let url = format!("http://{}/obj/{i}", o.proxy);
         tasks.push(tokio::spawn(async move {
             let path = format!("/obj/{i}");
-            let r = get(&c, &url).await;
+            let r = get(&tc, &url).await;
             drop(permit);
             matches!(r, Ok(g) if g.status == 200 && g.body == body_for(&path, OBJ_BODY))
         }));

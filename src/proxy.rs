@@ -10,6 +10,7 @@
 //! errors: fail_to_connect (retry) ─▶ should_serve_stale ─▶ fail_to_proxy (502/503/504)
 //! ```
 
+pub mod compress;
 pub mod ctx;
 pub mod failure;
 pub mod finish;
@@ -44,6 +45,16 @@ impl ProxyHttp for Outpost {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx::new()
+    }
+
+    fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
+        modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(compress::LEVEL));
+    }
+
+    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        let rt = self.shared.runtime.load();
+        compress::prepare_request(session, &rt.cfg.compression);
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {

@@ -20,6 +20,9 @@ pub fn decorate(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Requ
     let via = headers::via(resp.headers.get("via").and_then(|v| v.to_str().ok()));
     resp.insert_header("via", via)?;
     crate::cache::fix_age(session, resp);
+    if let Some(rt) = ctx.rt.as_ref() {
+        super::compress::decide(session, resp, &rt.cfg.compression);
+    }
     let status = crate::cache::status::cache_status(session, ctx);
     resp.insert_header("cache-status", status.as_str())?;
     ctx.cache_status = Some(status);

@@ -5,7 +5,6 @@
 use crate::support::{Origin, Outpost, Reply};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "compression lands with the TLS/compression issue; the config section is validated already"]
 async fn compression_follows_accept_encoding_type_and_min_size() {
     let text = "outpost compresses text. ".repeat(400);
     let origin = Origin::new()
