@@ -45,7 +45,7 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     let access_log = AccessLog::open(&cfg.log.access).map_err(|e| Error::Runtime(e.to_string()))?;
     let cfg = Arc::new(cfg);
     let runtime = Runtime::new(cfg.clone(), &metrics);
-    let storage = crate::cache::storage::Storage::new(&cfg.cache);
+    let storage = open_storage(&cfg.cache)?;
     let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout)));
     let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
 
@@ -81,6 +81,16 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     server.add_service(admin);
     server.add_service(health);
     Ok((server, Bound { proxy: proxy_addrs, admin: admin_addr }, shared))
+}
+
+/// Opens the cache storage (and its disk tier) before Pingora starts its runtimes.
+/// foyer runs on its own runtime, so a short-lived one is enough to open it.
+fn open_storage(cfg: &crate::config::CacheConfig) -> Result<crate::cache::storage::Storage, Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Runtime(format!("cannot start a runtime: {e}")))?;
+    rt.block_on(crate::cache::storage::Storage::open(cfg)).map_err(|e| Error::Runtime(e.to_string()))
 }
 
 /// Serves until SIGTERM/SIGINT, then drains in-flight requests up to `grace_period`.

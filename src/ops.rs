@@ -143,8 +143,10 @@ impl Ops for LiveOps {
     }
 }
 
-/// Work done once at shutdown, after requests drained (disk index flush).
-pub async fn shutdown_hooks(_shared: &Shared) {}
+/// Work done once at shutdown, after requests drained: flush and close the disk tier.
+pub async fn shutdown_hooks(shared: &Shared) {
+    shared.cache.storage.close().await;
+}
 
 #[cfg(test)]
 mod tests {

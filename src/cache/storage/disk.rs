@@ -259,7 +259,14 @@ impl DiskTier {
         if !buf.is_empty() {
             crcs.push(self.put_chunk(key, entry.id, crcs.len(), &buf));
         }
-        let head = self.head_for(entry.id, entry.stamp, entry.body.len() as u64, crcs, &entry.meta, &entry.info);
+        let head = self.head_for(
+            entry.id,
+            entry.stamp,
+            entry.body.len() as u64,
+            crcs,
+            &entry.meta,
+            &entry.info,
+        );
         self.put_head(key, &head);
     }
 
@@ -308,9 +315,18 @@ impl DiskTier {
     }
 
     /// Chunk `i` of an object, verified against its head.
-    pub(crate) async fn chunk(&self, key: HashBinary, head: &Head, i: usize) -> Result<Bytes, format::Corrupt> {
-        let crc = *head.chunk_crcs.get(i).ok_or(format::Corrupt("chunk index"))?;
-        self.load_chunk(key, head.gen, i, crc, head.chunk_len(i)).await
+    pub(crate) async fn chunk(
+        &self,
+        key: HashBinary,
+        head: &Head,
+        i: usize,
+    ) -> Result<Bytes, format::Corrupt> {
+        let crc = *head
+            .chunk_crcs
+            .get(i)
+            .ok_or(format::Corrupt("chunk index"))?;
+        self.load_chunk(key, head.gen, i, crc, head.chunk_len(i))
+            .await
     }
 
     /// Body chunk `part` of generation `gen`, verified against `crc` and `len`.

@@ -34,7 +34,9 @@ impl Storage {
     pub(super) async fn commit(&self, fill: &Fill, done: Completed) -> u64 {
         let chunks = match done {
             Completed::Memory(chunks) => chunks,
-            Completed::Spilled { body_len, crcs } => return self.commit_spilled(fill, body_len, crcs),
+            Completed::Spilled { body_len, crcs } => {
+                return self.commit_spilled(fill, body_len, crcs)
+            }
         };
         let entry = Entry {
             id: fill.id,

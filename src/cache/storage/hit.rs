@@ -117,15 +117,30 @@ impl PartialBody {
     async fn load(&self, slot: Slot) -> pingora::Result<Bytes> {
         let (part, start, end, len, crc) = match slot {
             Slot::Mem(b) => return Ok(b),
-            Slot::Disk { part, start, end, len, crc } => (part, start, end, len, crc),
+            Slot::Disk {
+                part,
+                start,
+                end,
+                len,
+                crc,
+            } => (part, start, end, len, crc),
         };
         let Some(disk) = self.fill.disk else {
             return Error::e_explain(ErrorType::InternalError, "spilled fill without a disk tier");
         };
-        match disk.load_chunk(self.fill.key, self.fill.id, part, crc, len).await {
+        match disk
+            .load_chunk(self.fill.key, self.fill.id, part, crc, len)
+            .await
+        {
             Ok(chunk) if start <= end && end <= chunk.len() => Ok(chunk.slice(start..end)),
-            Ok(_) => Error::e_explain(ErrorType::InternalError, "spilled chunk shorter than published"),
-            Err(e) => Error::e_explain(ErrorType::InternalError, format!("spilled chunk unreadable: {}", e.0)),
+            Ok(_) => Error::e_explain(
+                ErrorType::InternalError,
+                "spilled chunk shorter than published",
+            ),
+            Err(e) => Error::e_explain(
+                ErrorType::InternalError,
+                format!("spilled chunk unreadable: {}", e.0),
+            ),
         }
     }
 

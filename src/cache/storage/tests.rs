@@ -550,7 +550,7 @@ async fn tag_purge_of_100k_objects_returns_quickly() {
             &fill,
             fill::Completed::Memory(vec![Bytes::from_static(b"0123456789")]),
         )
-            .await;
+        .await;
     }
     put(s, "http://a.test/keep", &[("cache-tag", "cold")], b"k").await;
     println!("inserted {n} objects in {:?}", t0.elapsed());
