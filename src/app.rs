@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Bound {
     pub proxy: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
     pub admin: SocketAddr,
 }
 
@@ -39,7 +40,16 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     for (i, a) in cfg.server.listen.iter().enumerate() {
         proxy_addrs.push(reserve(*a, &format!("server.listen[{i}]"))?);
     }
+    let mut tls_addrs = Vec::new();
+    if let Some(tls) = &cfg.tls {
+        for (i, a) in tls.listen.iter().enumerate() {
+            tls_addrs.push(reserve(*a, &format!("tls.listen[{i}]"))?);
+        }
+    }
     let admin_addr = reserve(cfg.admin.listen, "admin.listen")?;
+    if let Some(tls) = &cfg.tls {
+        crate::tls::settings(tls)?; // fail before anything starts
+    }
 
     let metrics = Arc::new(Metrics::new());
     let access_log = AccessLog::open(&cfg.log.access).map_err(|e| Error::Runtime(e.to_string()))?;
@@ -70,6 +80,12 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     for a in &proxy_addrs {
         proxy.add_tcp(&a.to_string());
     }
+    if let Some(tls) = &cfg.tls {
+        // Pingora consumes a TlsSettings per listener.
+        for a in &tls_addrs {
+            proxy.add_tls_with_settings(&a.to_string(), None, crate::tls::settings(tls)?);
+        }
+    }
     let ops = Arc::new(LiveOps::new(shared.clone()));
     let mut admin = Service::new("outpost admin".to_string(), Admin { shared: shared.clone(), ops });
     admin.add_tcp(&admin_addr.to_string());
@@ -80,7 +96,7 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(health);
-    Ok((server, Bound { proxy: proxy_addrs, admin: admin_addr }, shared))
+    Ok((server, Bound { proxy: proxy_addrs, tls: tls_addrs, admin: admin_addr }, shared))
 }
 
 /// Opens the cache storage (and its disk tier) before Pingora starts its runtimes.
@@ -99,6 +115,9 @@ pub fn run(cfg: Config) -> Result<(), Error> {
     let (server, bound, shared) = build(cfg)?;
     for a in &bound.proxy {
         eprintln!("listening proxy={a}");
+    }
+    for a in &bound.tls {
+        eprintln!("listening tls={a}");
     }
     eprintln!("listening admin={}", bound.admin);
     server.run(RunArgs { shutdown_signal: Box::new(drain(shared, grace)) });

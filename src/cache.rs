@@ -128,7 +128,6 @@ pub fn enable(layer: &CacheLayer, session: &mut Session, ctx: &mut RequestCtx) {
     overrides.wait_timeout = Some(rt.cache.lock_timeout);
     overrides.max_lock_retries = Some(4);
     session.cache.enable(layer.storage, None, Some(layer.predictor), Some(layer.lock), Some(overrides));
-    session.cache.set_max_file_size_bytes(rt.cache.max_object);
 }
 
 /// `cache_key_callback`: `scheme://host/path?query` minus ignored parameters.
@@ -205,8 +204,18 @@ pub fn may_serve_stale(ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
     }
 }
 
-/// `upstream_response_filter` (cache part): timing for §4.2.3 and the 304 for merging.
-pub fn on_upstream_response(resp: &ResponseHeader, ctx: &mut RequestCtx) {
+/// `upstream_response_filter` (cache part): size limit, timing for §4.2.3, the 304 for merging.
+///
+/// `max_object` goes to pingora only for responses with a Content-Length (an oversized one is
+/// then simply not stored). Pingora fails the whole request when a *chunked* body crosses its
+/// limit while the client is fed from the fill, so for those the storage enforces `max_object`
+/// itself: it stops storing and keeps streaming.
+pub fn on_upstream_response(session: &mut Session, resp: &ResponseHeader, ctx: &mut RequestCtx) {
+    if session.cache.enabled() && resp.headers.contains_key(http::header::CONTENT_LENGTH) {
+        if let Some(rt) = ctx.rt.as_ref() {
+            session.cache.set_max_file_size_bytes(rt.cache.max_object);
+        }
+    }
     ctx.cache.response_time = Some(SystemTime::now());
     if resp.status.as_u16() == 304 {
         ctx.cache.not_modified = Some(Box::new(resp.clone()));

@@ -9,6 +9,7 @@
 //! - `cache`: cache key, RFC 9111 policy, storage tiers, purge, Cache-Status
 //! - `upstream`: origin pools, selection, health checks
 //! - `admin`, `ops`: admin API and the operations behind it
+//! - `tls`: TLS listeners (SNI certificate choice, h2)
 //! - `metrics`, `access_log`, `logging`: observability
 //! - `demo`: the built-in sample origin
 
@@ -26,4 +27,5 @@ pub mod ops;
 pub mod proxy;
 pub mod purge_cli;
 pub mod state;
+pub mod tls;
 pub mod upstream;

@@ -116,9 +116,9 @@ impl ProxyHttp for Outpost {
         upstream::prepare_request(session, req, ctx)
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         upstream::on_response(resp, ctx);
-        cache::on_upstream_response(resp, ctx);
+        cache::on_upstream_response(session, resp, ctx);
         Ok(())
     }
 
