@@ -48,7 +48,9 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 
 /// A body that depends on the path, so a body from the wrong object is detected.
 fn body_for(path: &str, len: usize) -> Bytes {
-    let seed = path.bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    let seed = path
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     let mut v = Vec::with_capacity(len);
     let mut x = seed | 1;
     while v.len() < len {
@@ -97,7 +99,11 @@ async fn start_origin() -> (SocketAddr, Arc<Counts>) {
                     let c = c.clone();
                     async move {
                         let path = req.uri().path().to_string();
-                        *c.by_path.lock().expect("counts").entry(path.clone()).or_default() += 1;
+                        *c.by_path
+                            .lock()
+                            .expect("counts")
+                            .entry(path.clone())
+                            .or_default() += 1;
                         c.total.fetch_add(1, Ordering::Relaxed);
                         let (len, delay) = if path.starts_with("/cold/") {
                             (COLD_BODY, COLD_DELAY)
@@ -263,11 +269,7 @@ struct Got {
 
 async fn get(c: &reqwest::Client, url: &str) -> Result<Got, String> {
     let start = Instant::now();
-    let r = c
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+    let r = c.get(url).send().await.map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
     let cache_status = r
         .headers()
@@ -295,8 +297,16 @@ async fn coalescing(origin: SocketAddr, counts: &Counts) {
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let conc: usize = env_or("BENCH_CONCURRENCY", 200);
     let o = Outpost::start(origin, "256MiB");
-    println!("### Coalescing: {conc} concurrent GETs of one cold URL, origin takes {} ms\n", COLD_DELAY.as_millis());
-    println!("outpost pid {}, proxy {}, admin {}\n", o.pid(), o.proxy, o.admin);
+    println!(
+        "### Coalescing: {conc} concurrent GETs of one cold URL, origin takes {} ms\n",
+        COLD_DELAY.as_millis()
+    );
+    println!(
+        "outpost pid {}, proxy {}, admin {}\n",
+        o.pid(),
+        o.proxy,
+        o.admin
+    );
     println!("| round | origin requests | full correct bodies | errors | Cache-Status seen | p50 ms | p99 ms | max ms |");
     println!("|---|---:|---:|---:|---|---:|---:|---:|");
     for round in 1..=rounds {
@@ -321,10 +331,7 @@ async fn coalescing(origin: SocketAddr, counts: &Counts) {
                         ok += 1;
                     }
                     lat.push(g.took.as_secs_f64() * 1e3);
-                    let cs = g
-                        .cache_status
-                        .trim_start_matches("outpost; ")
-                        .to_string();
+                    let cs = g.cache_status.trim_start_matches("outpost; ").to_string();
                     *statuses.entry(format!("{} {cs}", g.status)).or_default() += 1;
                 }
                 Err(e) => {

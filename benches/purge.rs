@@ -37,6 +37,7 @@ use pingora_cache::storage::Storage as _;
 use pingora_cache::trace::{Span, SpanHandle};
 use pingora_cache::{CacheKey, CacheMeta};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 const HOSTS: usize = 100;
@@ -52,11 +53,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 }
 
 fn url(i: usize) -> String {
-    format!(
-        "http://h{}.test/d{}/o{i}",
-        i % HOSTS,
-        (i / HOSTS) % DIRS
-    )
+    format!("http://h{}.test/d{}/o{i}", i % HOSTS, (i / HOSTS) % DIRS)
 }
 
 fn tags(i: usize) -> String {
@@ -76,10 +73,14 @@ fn span() -> SpanHandle {
 
 fn meta(tags: &str) -> CacheMeta {
     let mut h = ResponseHeader::build(200, None).expect("header");
-    h.append_header("content-type", "text/plain").expect("header");
-    h.append_header("content-length", BODY.to_string()).expect("header");
-    h.append_header("cache-control", "public, max-age=86400").expect("header");
-    h.append_header("surrogate-key", tags.to_string()).expect("header");
+    h.append_header("content-type", "text/plain")
+        .expect("header");
+    h.append_header("content-length", BODY.to_string())
+        .expect("header");
+    h.append_header("cache-control", "public, max-age=86400")
+        .expect("header");
+    h.append_header("surrogate-key", tags.to_string())
+        .expect("header");
     let now = SystemTime::now();
     CacheMeta::new(now + Duration::from_secs(86_400), now, 0, 0, h)
 }
@@ -207,6 +208,57 @@ fn breakdown(count: usize) -> (Lat, Lat) {
     (hash, summarize(ns))
 }
 
+/// A thread of its own (current-thread runtime) doing lookups of random keys back to back
+/// while the purges run, keeping the slowest one: what a request sees during a purge.
+#[derive(Default)]
+struct Probe {
+    stop: AtomicBool,
+    max_ns: AtomicU64,
+    count: AtomicU64,
+    over_1ms: AtomicU64,
+    over_10ms: AtomicU64,
+}
+
+impl Probe {
+    fn start(s: &'static Storage, n: usize) -> &'static Probe {
+        let p: &'static Probe = Box::leak(Box::default());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("probe runtime");
+            rt.block_on(async move {
+                let mut rng = Rng(99);
+                while !p.stop.load(Ordering::Relaxed) {
+                    let k = CacheKey::new(url(rng.next() as usize % n), "");
+                    let t = Instant::now();
+                    let _ = s.lookup(&k, &span()).await;
+                    let ns = t.elapsed().as_nanos() as u64;
+                    p.max_ns.fetch_max(ns, Ordering::Relaxed);
+                    p.count.fetch_add(1, Ordering::Relaxed);
+                    if ns > 1_000_000 {
+                        p.over_1ms.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if ns > 10_000_000 {
+                        p.over_10ms.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        });
+        p
+    }
+
+    /// (lookups, > 1 ms, > 10 ms, max ms) since the last call.
+    fn take(&self) -> (u64, u64, u64, f64) {
+        (
+            self.count.swap(0, Ordering::Relaxed),
+            self.over_1ms.swap(0, Ordering::Relaxed),
+            self.over_10ms.swap(0, Ordering::Relaxed),
+            self.max_ns.swap(0, Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
+}
+
 struct PurgeRow {
     what: String,
     soft: bool,
@@ -215,9 +267,18 @@ struct PurgeRow {
     took_ms: Vec<f64>,
     drained_ms: f64,
     sync_ms: f64,
+    probe: Option<(u64, u64, u64, f64)>,
 }
 
-async fn run_purge(s: &'static Storage, what: &str, reqs: Vec<PurgeRequest>) -> PurgeRow {
+async fn run_purge(
+    s: &'static Storage,
+    probe: Option<&'static Probe>,
+    what: &str,
+    reqs: Vec<PurgeRequest>,
+) -> PurgeRow {
+    if let Some(p) = probe {
+        p.take();
+    }
     let soft = reqs.first().is_some_and(|r| r.soft);
     let mut returned = Vec::new();
     let mut took = Vec::new();
@@ -238,6 +299,7 @@ async fn run_purge(s: &'static Storage, what: &str, reqs: Vec<PurgeRequest>) -> 
     let t = Instant::now();
     s.sync().await;
     let sync_ms = t.elapsed().as_secs_f64() * 1e3;
+    let probe = probe.map(Probe::take);
     let purged = if purged.len() == 1 {
         purged.remove(0)
     } else {
@@ -256,6 +318,7 @@ async fn run_purge(s: &'static Storage, what: &str, reqs: Vec<PurgeRequest>) -> 
         took_ms: took,
         drained_ms,
         sync_ms,
+        probe,
     }
 }
 
@@ -280,9 +343,6 @@ fn cache_config(memory: &str) -> outpost::config::CacheConfig {
 }
 
 fn main() {
-    if std::env::var("SCEN").is_ok() {
-        return scratch();
-    }
     // `cargo bench` passes `--bench`; nothing to parse.
     let n_target: usize = env_or("BENCH_OBJECTS", 1_000_000);
     let memory: String = env_or("BENCH_MEMORY", "2GiB".to_string());
@@ -391,42 +451,46 @@ fn main() {
         );
 
         // --- 3. purges ---
+        let probe = (env_or("BENCH_PROBE", 1) == 1).then(|| Probe::start(s, n));
         let mut rows = Vec::new();
         for soft in [true, false] {
             let small: Vec<PurgeRequest> = (1..=20)
                 .map(|j| req(soft, |r| r.tags = vec![format!("t{j}")]))
                 .collect();
-            rows.push(run_purge(s, "tag, small (20 tags, one call each)", small).await);
+            rows.push(run_purge(s, probe, "tag, small (20 tags, one call each)", small).await);
         }
         for soft in [true, false] {
             let r = req(soft, |r| r.tags = vec!["big".to_string()]);
-            rows.push(run_purge(s, "tag `big`", vec![r]).await);
+            rows.push(run_purge(s, probe, "tag `big`", vec![r]).await);
         }
         for soft in [true, false] {
             let small: Vec<PurgeRequest> = (1..=20)
                 .map(|d| req(soft, |r| r.prefixes = vec![format!("http://h3.test/d{d}/")]))
                 .collect();
-            rows.push(run_purge(s, "prefix, small: `http://h3.test/d{1..20}/` (one call each)", small).await);
+            rows.push(run_purge(s, probe, "prefix, small: `http://h3.test/d{1..20}/` (one call each)", small).await);
         }
         for soft in [true, false] {
             let r = req(soft, |r| r.prefixes = vec!["http://h4.test/".to_string()]);
-            rows.push(run_purge(s, "prefix `http://h4.test/`", vec![r]).await);
+            rows.push(run_purge(s, probe, "prefix `http://h4.test/`", vec![r]).await);
         }
         for soft in [true, false] {
             let r = req(soft, |r| r.hosts = vec!["h5.test".to_string()]);
-            rows.push(run_purge(s, "host `h5.test`", vec![r]).await);
+            rows.push(run_purge(s, probe, "host `h5.test`", vec![r]).await);
         }
         let before_all = s.stats().memory.objects;
         for soft in [true, false] {
             let r = req(soft, |r| r.all = true);
-            rows.push(run_purge(s, "all", vec![r]).await);
+            rows.push(run_purge(s, probe, "all", vec![r]).await);
+        }
+        if let Some(p) = probe {
+            p.stop.store(true, Ordering::Relaxed);
         }
         s.sync().await;
         let end = s.stats().memory;
 
         println!("### Purge latency (cache of {n}; soft first, then hard on the same target)\n");
-        println!("| purge | mode | objects matched | returned in (ms) | took (PurgeResult, ms) | until background removal done (ms) | then moka sync (ms) |");
-        println!("|---|---|---:|---:|---:|---:|---:|");
+        println!("| purge | mode | objects matched | returned in (ms) | took (PurgeResult, ms) | until background removal done (ms) | then moka sync (ms) | concurrent lookups: count, > 1 ms, > 10 ms, max ms |");
+        println!("|---|---|---:|---:|---:|---:|---:|---|");
         for r in &rows {
             let fmt = |v: &[f64]| {
                 if v.len() == 1 {
@@ -438,14 +502,15 @@ fn main() {
                 }
             };
             println!(
-                "| {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} |",
                 r.what,
                 if r.soft { "soft" } else { "hard" },
                 r.purged,
                 fmt(&r.returned_ms),
                 fmt(&r.took_ms),
                 r.drained_ms,
-                r.sync_ms
+                r.sync_ms,
+                r.probe.map_or("(off)".to_string(), |(c, a, b, m)| format!("{c}, {a}, {b}, {m:.1}"))
             );
         }
         println!(
@@ -457,33 +522,3 @@ fn main() {
     });
 }
 
-fn scratch() {
-    let n: usize = env_or("BENCH_OBJECTS", 1_000_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    rt.block_on(async move {
-        let cfg = cache_config("2GiB");
-        let s: &'static Storage = Box::leak(Box::new(Storage::new(&cfg)));
-        let body = vec![b'x'; BODY];
-        for i in 0..n { put(s, i, &body).await; }
-        s.sync().await;
-        let scen = std::env::var("SCEN").unwrap_or_default();
-        if scen.contains("big") {
-            let r = req(false, |r| r.tags = vec!["big".to_string()]);
-            let row = run_purge(s, "big", vec![r]).await;
-            println!("hard big returned {:?} drained {:.1}", row.returned_ms, row.drained_ms);
-        }
-        for d in 1..=4 {
-            let soft = !scen.contains("hardp");
-            let r = req(soft, |r| r.prefixes = vec![format!("http://h3.test/d{d}/")]);
-            let t0 = Instant::now();
-            let row = run_purge(s, "p", vec![r]).await;
-            eprintln!("MARK start {:?} end {:?}", t0, Instant::now());
-            println!("prefix d{d} soft={soft} returned {:?}", row.returned_ms);
-        }
-        for j in 1..=3 {
-            let r = req(true, |r| r.tags = vec![format!("t{j}")]);
-            let row = run_purge(s, "t", vec![r]).await;
-            println!("soft tag t{j} returned {:?}", row.returned_ms);
-        }
-    });
-}

@@ -22,28 +22,35 @@ impl AccessLog {
                     .create(true)
                     .append(true)
                     .open(p)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("log.access: cannot open {}: {e}", p.display())))?,
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("log.access: cannot open {}: {e}", p.display()),
+                        )
+                    })?,
             ),
         };
         let (tx, rx) = sync_channel::<String>(8192);
-        std::thread::Builder::new().name("access-log".into()).spawn(move || {
-            while let Ok(mut line) = rx.recv() {
-                line.push('\n');
-                if out.write_all(line.as_bytes()).is_err() {
-                    continue;
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || {
+                while let Ok(mut line) = rx.recv() {
+                    line.push('\n');
+                    if out.write_all(line.as_bytes()).is_err() {
+                        continue;
+                    }
+                    // Flush when the queue is drained, so lines appear promptly without a syscall each.
+                    let mut pending = true;
+                    while let Ok(mut more) = rx.try_recv() {
+                        more.push('\n');
+                        let _ = out.write_all(more.as_bytes());
+                        pending = true;
+                    }
+                    if pending {
+                        let _ = out.flush();
+                    }
                 }
-                // Flush when the queue is drained, so lines appear promptly without a syscall each.
-                let mut pending = true;
-                while let Ok(mut more) = rx.try_recv() {
-                    more.push('\n');
-                    let _ = out.write_all(more.as_bytes());
-                    pending = true;
-                }
-                if pending {
-                    let _ = out.flush();
-                }
-            }
-        })?;
+            })?;
         Ok(Self { tx: Some(tx) })
     }
 

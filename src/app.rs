@@ -30,8 +30,10 @@ pub struct Bound {
 /// Resolves port 0 to a free port and checks every address can be bound, naming the
 /// config key of the one that cannot (exit 1, interface.md §1).
 fn reserve(addr: SocketAddr, key: &str) -> Result<SocketAddr, Error> {
-    let l = TcpListener::bind(addr).map_err(|e| Error::Runtime(format!("{key}: cannot listen on {addr}: {e}")))?;
-    l.local_addr().map_err(|e| Error::Runtime(format!("{key}: {e}")))
+    let l = TcpListener::bind(addr)
+        .map_err(|e| Error::Runtime(format!("{key}: cannot listen on {addr}: {e}")))?;
+    l.local_addr()
+        .map_err(|e| Error::Runtime(format!("{key}: {e}")))
 }
 
 /// Builds the Pingora server for `cfg`. Returns it with the bound addresses and shared state.
@@ -56,7 +58,9 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     let cfg = Arc::new(cfg);
     let runtime = Runtime::new(cfg.clone(), &metrics);
     let storage = open_storage(&cfg.cache)?;
-    let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout)));
+    let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(
+        crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout),
+    ));
     let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
 
     let tmp = std::env::temp_dir();
@@ -65,8 +69,14 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
         // Draining is done by `Drain` before pingora is told to stop (its grace sleep is unconditional).
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
-        pid_file: tmp.join(format!("outpost-{}.pid", std::process::id())).display().to_string(),
-        upgrade_sock: tmp.join(format!("outpost-{}.sock", std::process::id())).display().to_string(),
+        pid_file: tmp
+            .join(format!("outpost-{}.pid", std::process::id()))
+            .display()
+            .to_string(),
+        upgrade_sock: tmp
+            .join(format!("outpost-{}.sock", std::process::id()))
+            .display()
+            .to_string(),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
@@ -74,7 +84,10 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
-        Outpost { shared: shared.clone(), cache: layer },
+        Outpost {
+            shared: shared.clone(),
+            cache: layer,
+        },
         "outpost proxy",
     );
     for a in &proxy_addrs {
@@ -87,16 +100,35 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
         }
     }
     let ops = Arc::new(LiveOps::new(shared.clone()));
-    let mut admin = Service::new("outpost admin".to_string(), Admin { shared: shared.clone(), ops });
+    let mut admin = Service::new(
+        "outpost admin".to_string(),
+        Admin {
+            shared: shared.clone(),
+            ops,
+        },
+    );
     admin.add_tcp(&admin_addr.to_string());
     admin.threads = Some(1);
-    let mut health = background_service("health checks", HealthChecks { shared: shared.clone() });
+    let mut health = background_service(
+        "health checks",
+        HealthChecks {
+            shared: shared.clone(),
+        },
+    );
     health.threads = Some(1);
 
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(health);
-    Ok((server, Bound { proxy: proxy_addrs, tls: tls_addrs, admin: admin_addr }, shared))
+    Ok((
+        server,
+        Bound {
+            proxy: proxy_addrs,
+            tls: tls_addrs,
+            admin: admin_addr,
+        },
+        shared,
+    ))
 }
 
 /// Opens the cache storage (and its disk tier) before Pingora starts its runtimes.
@@ -106,7 +138,8 @@ fn open_storage(cfg: &crate::config::CacheConfig) -> Result<crate::cache::storag
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start a runtime: {e}")))?;
-    rt.block_on(crate::cache::storage::Storage::open(cfg)).map_err(|e| Error::Runtime(e.to_string()))
+    rt.block_on(crate::cache::storage::Storage::open(cfg))
+        .map_err(|e| Error::Runtime(e.to_string()))
 }
 
 /// Serves until SIGTERM/SIGINT, then drains in-flight requests up to `grace_period`.
@@ -120,7 +153,9 @@ pub fn run(cfg: Config) -> Result<(), Error> {
         eprintln!("listening tls={a}");
     }
     eprintln!("listening admin={}", bound.admin);
-    server.run(RunArgs { shutdown_signal: Box::new(drain(shared, grace)) });
+    server.run(RunArgs {
+        shutdown_signal: Box::new(drain(shared, grace)),
+    });
     tracing::info!("outpost stopped");
     Ok(())
 }
@@ -135,7 +170,10 @@ struct Drain {
 impl ShutdownSignalWatch for Drain {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             std::future::pending::<()>().await;
             return ShutdownSignal::FastShutdown;

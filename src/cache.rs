@@ -12,7 +12,10 @@ use crate::config::CacheConfig;
 use crate::proxy::ctx::RequestCtx;
 use pingora::cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora::cache::predictor::Predictor;
-use pingora::cache::{CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason, RespCacheable};
+use pingora::cache::{
+    CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason,
+    RespCacheable,
+};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -51,24 +54,34 @@ pub struct CacheLayer {
 
 impl std::fmt::Debug for CacheLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CacheLayer").field("storage", &self.storage).finish_non_exhaustive()
+        f.debug_struct("CacheLayer")
+            .field("storage", &self.storage)
+            .finish_non_exhaustive()
     }
 }
 
 /// `NoCacheReason::Custom` values that depend on the request, not the URL: never
 /// remembered by the predictor (the next request may well be cacheable).
 fn request_dependent(reason: &'static str) -> bool {
-    matches!(reason, "authorization" | "request-no-store" | "status" | "method")
+    matches!(
+        reason,
+        "authorization" | "request-no-store" | "status" | "method"
+    )
 }
 
 impl CacheLayer {
     /// Wraps an opened storage; leaks the pieces pingora needs as `'static`.
     pub fn new(storage: Storage, lock_age_timeout: Duration) -> Self {
-        let lock: &'static CacheLock = Box::leak(CacheLock::new_boxed(lock_age_timeout.max(Duration::from_secs(1))));
+        let lock: &'static CacheLock = Box::leak(CacheLock::new_boxed(
+            lock_age_timeout.max(Duration::from_secs(1)),
+        ));
         Self {
             storage: Box::leak(Box::new(storage)),
             lock,
-            predictor: Box::leak(Box::new(Predictor::<16>::new(1024, Some(request_dependent)))),
+            predictor: Box::leak(Box::new(Predictor::<16>::new(
+                1024,
+                Some(request_dependent),
+            ))),
         }
     }
 }
@@ -123,11 +136,18 @@ pub fn enable(layer: &CacheLayer, session: &mut Session, ctx: &mut RequestCtx) {
         return;
     }
     let Some(rt) = ctx.rt.clone() else { return };
-    ctx.cache.directives = policy::request_directives(session.req_header(), rt.cache.defaults.client);
+    ctx.cache.directives =
+        policy::request_directives(session.req_header(), rt.cache.defaults.client);
     let mut overrides = CacheOptionOverrides::default();
     overrides.wait_timeout = Some(rt.cache.lock_timeout);
     overrides.max_lock_retries = Some(4);
-    session.cache.enable(layer.storage, None, Some(layer.predictor), Some(layer.lock), Some(overrides));
+    session.cache.enable(
+        layer.storage,
+        None,
+        Some(layer.predictor),
+        Some(layer.lock),
+        Some(overrides),
+    );
 }
 
 /// `cache_key_callback`: `scheme://host/path?query` minus ignored parameters.
@@ -135,7 +155,11 @@ pub fn cache_key(layer: &CacheLayer, session: &Session, ctx: &RequestCtx) -> Res
     let Some(rt) = ctx.rt.as_ref() else {
         return Error::e_explain(ErrorType::InternalError, "no runtime");
     };
-    let pq = session.req_header().uri.path_and_query().map_or("/", |p| p.as_str());
+    let pq = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str());
     let primary = key::primary_key(scheme(session), &ctx.host, pq, &rt.cache.filter);
     let mut k = CacheKey::new(primary, "");
     k.extensions.insert(layer.storage.purge_epoch());
@@ -144,7 +168,11 @@ pub fn cache_key(layer: &CacheLayer, session: &Session, ctx: &RequestCtx) -> Res
 
 /// `http` or `https`, from the downstream connection.
 pub fn scheme(session: &Session) -> &'static str {
-    if session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some() {
+    if session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some()
+    {
         "https"
     } else {
         "http"
@@ -152,7 +180,11 @@ pub fn scheme(session: &Session) -> &'static str {
 }
 
 /// `cache_vary_filter`: the variance of this request for the stored response's `Vary`.
-pub fn vary(meta: &CacheMeta, ctx: &mut RequestCtx, req: &RequestHeader) -> Option<pingora::cache::key::HashBinary> {
+pub fn vary(
+    meta: &CacheMeta,
+    ctx: &mut RequestCtx,
+    req: &RequestHeader,
+) -> Option<pingora::cache::key::HashBinary> {
     let fields = key::vary_fields(meta.response_header());
     let v = key::variance(&fields, req);
     if v.is_some() && v.as_ref() != meta.variance().as_ref() {
@@ -170,7 +202,9 @@ pub fn on_hit(meta: &CacheMeta, hit: &HitHandler, ctx: &mut RequestCtx) -> Optio
     let lifetime = meta.fresh_until().duration_since(epoch).unwrap_or_default();
     let no_stale = policy::forbids_stale(meta.response_header());
     let verdict = policy::hit_verdict(age, lifetime, &ctx.cache.directives, no_stale);
-    if ctx.cache.directives.only_if_cached && !matches!(verdict, HitVerdict::Fresh | HitVerdict::StaleAllowed) {
+    if ctx.cache.directives.only_if_cached
+        && !matches!(verdict, HitVerdict::Fresh | HitVerdict::StaleAllowed)
+    {
         return Some(ForcedFreshness::ForceMiss);
     }
     match verdict {
@@ -195,7 +229,8 @@ pub fn may_serve_stale(ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
     match error {
         None => !ctx.cache.forced,
         Some(e) => {
-            let upstream = e.esource() == &ErrorSource::Upstream || matches!(e.etype(), ErrorType::HTTPStatus(_));
+            let upstream = e.esource() == &ErrorSource::Upstream
+                || matches!(e.etype(), ErrorType::HTTPStatus(_));
             if upstream {
                 ctx.cache.stale_error = true;
             }
@@ -236,18 +271,33 @@ pub fn decide(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) ->
         return RespCacheable::Uncacheable(NoCacheReason::Custom("request-no-store"));
     }
     // A 304: pingora merged a fixed list of fields; merge every field instead (§3.2).
-    let mut header = match (ctx.cache.not_modified.as_deref(), session.cache.maybe_cache_meta()) {
+    let mut header = match (
+        ctx.cache.not_modified.as_deref(),
+        session.cache.maybe_cache_meta(),
+    ) {
         (Some(nm), Some(stored)) => policy::merge_304(stored.response_header(), nm),
         _ => resp.clone(),
     };
     let now = SystemTime::now();
     let request_time = ctx.cache.request_time.unwrap_or(now);
     let response_time = ctx.cache.response_time.unwrap_or(now);
-    match policy::decide(session.req_header(), &header, request_time, response_time, &rt.cache.defaults) {
+    match policy::decide(
+        session.req_header(),
+        &header,
+        request_time,
+        response_time,
+        &rt.cache.defaults,
+    ) {
         Decision::Store(f) => {
             f.strip(&mut header);
             crate::proxy::headers::strip_hop_by_hop_resp(&mut header);
-            let mut meta = CacheMeta::new(f.fresh_until(response_time), now, f.swr_secs(), f.sie_secs(), header);
+            let mut meta = CacheMeta::new(
+                f.fresh_until(response_time),
+                now,
+                f.swr_secs(),
+                f.sie_secs(),
+                header,
+            );
             meta.set_epoch_override(f.epoch(response_time));
             ctx.cache.stored = true;
             RespCacheable::Cacheable(meta)
@@ -268,11 +318,17 @@ pub fn decide(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) ->
 /// stored header as is there; the age is now − epoch (which counts the origin's `Age`).
 pub fn fix_age(session: &Session, resp: &mut ResponseHeader) {
     use pingora::cache::CachePhase;
-    if !matches!(session.cache.phase(), CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_)) {
+    if !matches!(
+        session.cache.phase(),
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_)
+    ) {
         return;
     }
     if let Some(meta) = session.cache.maybe_cache_meta() {
-        let age = SystemTime::now().duration_since(meta.epoch()).unwrap_or_default().as_secs();
+        let age = SystemTime::now()
+            .duration_since(meta.epoch())
+            .unwrap_or_default()
+            .as_secs();
         let _ = resp.insert_header("age", age.to_string());
     }
 }

@@ -27,7 +27,10 @@ pub fn run() -> Result<(), Error> {
     println!("outpost demo");
     println!("  proxy:  http://{p}/");
     println!("  origin: http://{origin}/   (sample content, served through the proxy)");
-    println!("  admin:  http://{}/status   (also /metrics, /readyz)", bound.admin);
+    println!(
+        "  admin:  http://{}/status   (also /metrics, /readyz)",
+        bound.admin
+    );
     println!();
     println!("Try:");
     println!("  curl -si http://{p}/hello.txt | grep -i cache-status     # 1st: miss, stored");
@@ -38,7 +41,9 @@ pub fn run() -> Result<(), Error> {
     eprintln!("listening proxy={p}");
     eprintln!("listening admin={}", bound.admin);
     let grace = std::time::Duration::from_secs(2);
-    server.run(pingora::server::RunArgs { shutdown_signal: Box::new(crate::app::drain(shared, grace)) });
+    server.run(pingora::server::RunArgs {
+        shutdown_signal: Box::new(crate::app::drain(shared, grace)),
+    });
     Ok(())
 }
 
@@ -85,23 +90,43 @@ origin = "demo"
 
 /// Binds the sample origin on 127.0.0.1:0 and serves it on a background thread.
 fn start_origin() -> Result<SocketAddr, Error> {
-    let std_listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Runtime(format!("demo origin: cannot listen: {e}")))?;
-    let addr = std_listener.local_addr().map_err(|e| Error::Runtime(e.to_string()))?;
-    std_listener.set_nonblocking(true).map_err(|e| Error::Runtime(e.to_string()))?;
-    let media: Arc<Bytes> = Arc::new((0..MEDIA_SIZE).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into());
+    let std_listener = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| Error::Runtime(format!("demo origin: cannot listen: {e}")))?;
+    let addr = std_listener
+        .local_addr()
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::Runtime(e.to_string()))?;
+    let media: Arc<Bytes> = Arc::new(
+        (0..MEDIA_SIZE)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>()
+            .into(),
+    );
     std::thread::Builder::new()
         .name("demo-origin".into())
         .spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
+                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
+                    return;
+                };
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else { continue };
+                    let Ok((stream, _)) = listener.accept().await else {
+                        continue;
+                    };
                     let media = media.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| serve(req, media.clone()));
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
                     });
                 }
             });
@@ -110,18 +135,49 @@ fn start_origin() -> Result<SocketAddr, Error> {
     Ok(addr)
 }
 
-async fn serve(req: Request<Incoming>, media: Arc<Bytes>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn serve(
+    req: Request<Incoming>,
+    media: Arc<Bytes>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     let resp = match req.uri().path() {
-        "/health" => reply(StatusCode::OK, "text/plain", "no-store", Bytes::from_static(b"ok\n")),
-        "/" => reply(StatusCode::OK, "text/plain", "max-age=60", Bytes::from_static(INDEX.as_bytes())),
-        "/hello.txt" => reply(StatusCode::OK, "text/plain; charset=utf-8", "public, max-age=300", Bytes::from_static(b"Hello from the outpost demo origin.\n")),
+        "/health" => reply(
+            StatusCode::OK,
+            "text/plain",
+            "no-store",
+            Bytes::from_static(b"ok\n"),
+        ),
+        "/" => reply(
+            StatusCode::OK,
+            "text/plain",
+            "max-age=60",
+            Bytes::from_static(INDEX.as_bytes()),
+        ),
+        "/hello.txt" => reply(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            "public, max-age=300",
+            Bytes::from_static(b"Hello from the outpost demo origin.\n"),
+        ),
         "/api/items" => {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
             let body = format!("{{\"items\":[{{\"id\":1,\"name\":\"lamp\"}},{{\"id\":2,\"name\":\"desk\"}}],\"generated_at\":{now}}}\n");
-            reply(StatusCode::OK, "application/json", "max-age=10", Bytes::from(body))
+            reply(
+                StatusCode::OK,
+                "application/json",
+                "max-age=10",
+                Bytes::from(body),
+            )
         }
         "/media/sample.bin" => media_reply(&req, &media),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "max-age=30", Bytes::from_static(b"not found\n")),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "max-age=30",
+            Bytes::from_static(b"not found\n"),
+        ),
     };
     Ok(resp)
 }
@@ -147,16 +203,30 @@ fn reply(status: StatusCode, ctype: &str, cc: &str, body: Bytes) -> Response<Ful
 /// The media file, honouring a single `Range: bytes=a-b`.
 fn media_reply(req: &Request<Incoming>, media: &Bytes) -> Response<Full<Bytes>> {
     let len = media.len();
-    let range = req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).and_then(|v| parse_range(v, len));
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_range(v, len));
     let mut r = match range {
         Some((a, b)) => {
-            let mut r = reply(StatusCode::PARTIAL_CONTENT, "application/octet-stream", "max-age=3600", media.slice(a..=b));
+            let mut r = reply(
+                StatusCode::PARTIAL_CONTENT,
+                "application/octet-stream",
+                "max-age=3600",
+                media.slice(a..=b),
+            );
             if let Ok(v) = format!("bytes {a}-{b}/{len}").parse() {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
             }
             r
         }
-        None => reply(StatusCode::OK, "application/octet-stream", "max-age=3600", media.clone()),
+        None => reply(
+            StatusCode::OK,
+            "application/octet-stream",
+            "max-age=3600",
+            media.clone(),
+        ),
     };
     if let Ok(v) = "bytes".parse() {
         r.headers_mut().insert(header::ACCEPT_RANGES, v);

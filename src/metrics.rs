@@ -35,7 +35,13 @@ pub enum LookupResult {
 }
 
 impl LookupResult {
-    const ALL: [LookupResult; 5] = [Self::Hit, Self::Miss, Self::Stale, Self::Pass, Self::Expired];
+    const ALL: [LookupResult; 5] = [
+        Self::Hit,
+        Self::Miss,
+        Self::Stale,
+        Self::Pass,
+        Self::Expired,
+    ];
     fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
@@ -110,21 +116,64 @@ impl Metrics {
         let purges = Family::<Labels, Counter>::default();
         let request_duration = duration_histogram();
         let origin_duration: HistFamily = Family::new_with_constructor(duration_histogram);
-        registry.register("outpost_requests", "Client requests by route and status class", requests.clone());
-        registry.register("outpost_cache_lookups", "Cache lookups by result and tier", lookups.clone());
-        registry.register("outpost_cache_objects", "Objects stored per tier", cache_objects.clone());
-        registry.register("outpost_cache_bytes", "Bytes stored per tier", cache_bytes.clone());
-        registry.register("outpost_cache_coalesced", "Requests that waited on another request's fetch", coalesced.clone());
-        registry.register("outpost_cache_disk_errors", "Disk tier I/O errors", disk_errors.clone());
-        registry.register("outpost_origin_requests", "Requests sent to origin servers", origin_requests.clone());
-        registry.register("outpost_origin_up", "1 when the origin server is in rotation, 0 when out", origin_up.clone());
+        registry.register(
+            "outpost_requests",
+            "Client requests by route and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "outpost_cache_lookups",
+            "Cache lookups by result and tier",
+            lookups.clone(),
+        );
+        registry.register(
+            "outpost_cache_objects",
+            "Objects stored per tier",
+            cache_objects.clone(),
+        );
+        registry.register(
+            "outpost_cache_bytes",
+            "Bytes stored per tier",
+            cache_bytes.clone(),
+        );
+        registry.register(
+            "outpost_cache_coalesced",
+            "Requests that waited on another request's fetch",
+            coalesced.clone(),
+        );
+        registry.register(
+            "outpost_cache_disk_errors",
+            "Disk tier I/O errors",
+            disk_errors.clone(),
+        );
+        registry.register(
+            "outpost_origin_requests",
+            "Requests sent to origin servers",
+            origin_requests.clone(),
+        );
+        registry.register(
+            "outpost_origin_up",
+            "1 when the origin server is in rotation, 0 when out",
+            origin_up.clone(),
+        );
         registry.register("outpost_purges", "Purge operations by kind", purges.clone());
-        registry.register("outpost_request_duration_seconds", "Client request duration", request_duration.clone());
-        registry.register("outpost_origin_duration_seconds", "Origin response time (to headers)", origin_duration.clone());
+        registry.register(
+            "outpost_request_duration_seconds",
+            "Client request duration",
+            request_duration.clone(),
+        );
+        registry.register(
+            "outpost_origin_duration_seconds",
+            "Origin response time (to headers)",
+            origin_duration.clone(),
+        );
         let mut lookup_handles = Vec::new();
         for r in LookupResult::ALL {
             for t in TierLabel::ALL {
-                let labels = vec![("result", r.as_str().to_string()), ("tier", t.as_str().to_string())];
+                let labels = vec![
+                    ("result", r.as_str().to_string()),
+                    ("tier", t.as_str().to_string()),
+                ];
                 lookup_handles.push(lookups.get_or_create(&labels).clone());
             }
         }
@@ -135,7 +184,10 @@ impl Metrics {
         }
         for kind in ["url", "tag", "prefix", "host", "all"] {
             for soft in ["false", "true"] {
-                let _ = purges.get_or_create(&vec![("kind", kind.to_string()), ("soft", soft.to_string())]);
+                let _ = purges.get_or_create(&vec![
+                    ("kind", kind.to_string()),
+                    ("soft", soft.to_string()),
+                ]);
             }
         }
         Self {
@@ -159,7 +211,10 @@ impl Metrics {
     pub fn route_counters(&self, route: &str) -> [Counter; 5] {
         STATUS_CLASSES.map(|c| {
             self.requests
-                .get_or_create(&vec![("route", route.to_string()), ("status_class", c.to_string())])
+                .get_or_create(&vec![
+                    ("route", route.to_string()),
+                    ("status_class", c.to_string()),
+                ])
                 .clone()
         })
     }
@@ -180,18 +235,26 @@ impl Metrics {
     /// The `outpost_origin_up` gauge of one server.
     pub fn origin_up(&self, origin: &str, server: &str) -> Gauge {
         self.origin_up
-            .get_or_create(&vec![("origin", origin.to_string()), ("server", server.to_string())])
+            .get_or_create(&vec![
+                ("origin", origin.to_string()),
+                ("server", server.to_string()),
+            ])
             .clone()
     }
 
     /// The `outpost_origin_duration_seconds` histogram of one origin.
     pub fn origin_duration(&self, origin: &str) -> Histogram {
-        self.origin_duration.get_or_create(&vec![("origin", origin.to_string())]).clone()
+        self.origin_duration
+            .get_or_create(&vec![("origin", origin.to_string())])
+            .clone()
     }
 
     /// Counts one cache lookup.
     pub fn lookup(&self, result: LookupResult, tier: TierLabel) {
-        let ri = LookupResult::ALL.iter().position(|r| *r == result).unwrap_or(0);
+        let ri = LookupResult::ALL
+            .iter()
+            .position(|r| *r == result)
+            .unwrap_or(0);
         let ti = TierLabel::ALL.iter().position(|t| *t == tier).unwrap_or(0);
         if let Some(c) = self.lookup_handles.get(ri * TierLabel::ALL.len() + ti) {
             c.inc();
@@ -201,15 +264,22 @@ impl Metrics {
     /// Counts one purge of `kind` (`url|tag|prefix|host|all`).
     pub fn purge(&self, kind: &'static str, soft: bool) {
         self.purges
-            .get_or_create(&vec![("kind", kind.to_string()), ("soft", soft.to_string())])
+            .get_or_create(&vec![
+                ("kind", kind.to_string()),
+                ("soft", soft.to_string()),
+            ])
             .inc();
     }
 
     /// Sets the per-tier cache gauges.
     pub fn set_tier(&self, tier: &'static str, objects: u64, bytes: u64) {
         let labels = vec![("tier", tier.to_string())];
-        self.cache_objects.get_or_create(&labels).set(i64::try_from(objects).unwrap_or(i64::MAX));
-        self.cache_bytes.get_or_create(&labels).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.cache_objects
+            .get_or_create(&labels)
+            .set(i64::try_from(objects).unwrap_or(i64::MAX));
+        self.cache_bytes
+            .get_or_create(&labels)
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     /// Prometheus text exposition of everything.

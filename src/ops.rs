@@ -7,8 +7,8 @@ use crate::cache::key;
 use crate::cache::purge::PurgeRequest;
 use crate::config::Config;
 use crate::state::{Runtime, Shared};
-use parking_lot::Mutex;
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -23,7 +23,10 @@ pub struct LiveOps {
 impl LiveOps {
     /// Operations over the shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared, previous: Mutex::new(None) }
+        Self {
+            shared,
+            previous: Mutex::new(None),
+        }
     }
 
     /// Swaps in `cfg` atomically; in-flight requests keep the runtime they started with.
@@ -32,9 +35,16 @@ impl LiveOps {
         let restart: Vec<&str> = [
             (old.cfg.server.listen != cfg.server.listen, "server.listen"),
             (old.cfg.admin.listen != cfg.admin.listen, "admin.listen"),
-            (old.cfg.server.threads != cfg.server.threads, "server.threads"),
+            (
+                old.cfg.server.threads != cfg.server.threads,
+                "server.threads",
+            ),
             (old.cfg.cache.memory != cfg.cache.memory, "cache.memory"),
-            (old.cfg.cache.disk.as_ref().map(|d| &d.path) != cfg.cache.disk.as_ref().map(|d| &d.path), "cache.disk"),
+            (
+                old.cfg.cache.disk.as_ref().map(|d| &d.path)
+                    != cfg.cache.disk.as_ref().map(|d| &d.path),
+                "cache.disk",
+            ),
         ]
         .into_iter()
         .filter_map(|(changed, key)| changed.then_some(key))
@@ -63,22 +73,43 @@ fn url_keys(url: &str, filter: &key::QueryFilter) -> Vec<String> {
         None => (rest, "/"),
     };
     let host = match authority.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() && !h.ends_with(']') || authority.starts_with('[') && p.parse::<u16>().is_ok() => h,
+        Some((h, p))
+            if p.parse::<u16>().is_ok() && !h.ends_with(']')
+                || authority.starts_with('[') && p.parse::<u16>().is_ok() =>
+        {
+            h
+        }
         _ => authority,
     };
-    let pq = if pq.starts_with('?') { format!("/{pq}") } else { pq.to_string() };
-    ["http", "https"].iter().map(|s| key::primary_key(s, host, &pq, filter)).collect()
+    let pq = if pq.starts_with('?') {
+        format!("/{pq}")
+    } else {
+        pq.to_string()
+    };
+    ["http", "https"]
+        .iter()
+        .map(|s| key::primary_key(s, host, &pq, filter))
+        .collect()
 }
 
 /// Runs a purge from any source; returns the API's status and JSON answer.
 /// Logs one audit line and counts `outpost_purges_total`.
-pub async fn run_purge(shared: &Shared, mut req: PurgeRequest, who: &str, via: &str) -> (u16, Value) {
+pub async fn run_purge(
+    shared: &Shared,
+    mut req: PurgeRequest,
+    who: &str,
+    via: &str,
+) -> (u16, Value) {
     if let Err(e) = req.validate() {
         return (400, json!({ "error": e.to_string() }));
     }
     let rt = shared.runtime.load();
     let input = req.clone();
-    req.urls = req.urls.iter().flat_map(|u| url_keys(u, &rt.cache.filter)).collect();
+    req.urls = req
+        .urls
+        .iter()
+        .flat_map(|u| url_keys(u, &rt.cache.filter))
+        .collect();
     let result = shared.cache.storage.purge_request(&req).await;
     for (kind, n) in result.counts.iter() {
         for _ in 0..n.min(1) {
@@ -91,7 +122,10 @@ pub async fn run_purge(shared: &Shared, mut req: PurgeRequest, who: &str, via: &
         who, via, urls = ?input.urls, tags = ?input.tags, prefixes = ?input.prefixes, hosts = ?input.hosts,
         all = input.all, soft = input.soft, purged = ?result.purged, took_ms, "purge"
     );
-    (200, json!({ "id": result.id.to_string(), "purged": result.purged, "took_ms": took_ms }))
+    (
+        200,
+        json!({ "id": result.id.to_string(), "purged": result.purged, "took_ms": took_ms }),
+    )
 }
 
 #[async_trait]
@@ -106,7 +140,10 @@ impl Ops for LiveOps {
     async fn reload(&self) -> (u16, Value) {
         let current = self.shared.runtime.load_full();
         let Some(path) = current.cfg.source.clone() else {
-            return (409, json!({ "error": "this config was not loaded from a file (demo)" }));
+            return (
+                409,
+                json!({ "error": "this config was not loaded from a file (demo)" }),
+            );
         };
         let loaded = tokio::task::spawn_blocking(move || crate::config::load(&path)).await;
         match loaded {
@@ -114,7 +151,10 @@ impl Ops for LiveOps {
             Ok(Err(errs)) => {
                 let lines: Vec<String> = errs.0.clone();
                 tracing::warn!(errors = lines.len(), "config reload refused");
-                (422, json!({ "error": "invalid configuration; the running config is unchanged", "errors": lines }))
+                (
+                    422,
+                    json!({ "error": "invalid configuration; the running config is unchanged", "errors": lines }),
+                )
             }
             Err(e) => (500, json!({ "error": format!("reload failed: {e}") })),
         }
@@ -124,7 +164,10 @@ impl Ops for LiveOps {
         let previous = self.previous.lock().clone();
         match previous {
             Some(cfg) => (200, self.swap(cfg)),
-            None => (409, json!({ "error": "no previous config to roll back to" })),
+            None => (
+                409,
+                json!({ "error": "no previous config to roll back to" }),
+            ),
         }
     }
 
@@ -135,7 +178,9 @@ impl Ops for LiveOps {
 
     fn cache_status(&self) -> Value {
         let stats = self.shared.cache.storage.stats();
-        self.shared.metrics.set_tier("memory", stats.memory.objects, stats.memory.bytes);
+        self.shared
+            .metrics
+            .set_tier("memory", stats.memory.objects, stats.memory.bytes);
         if let Some(d) = stats.disk {
             self.shared.metrics.set_tier("disk", d.objects, d.bytes);
         }
@@ -158,7 +203,10 @@ mod tests {
         let f = QueryFilter::new(&["utm_*".to_string()]);
         assert_eq!(
             url_keys("http://Example.Test:8080/a.css?utm_x=1&v=2", &f),
-            vec!["http://example.test/a.css?v=2".to_string(), "https://example.test/a.css?v=2".to_string()]
+            vec![
+                "http://example.test/a.css?v=2".to_string(),
+                "https://example.test/a.css?v=2".to_string()
+            ]
         );
         assert_eq!(url_keys("https://a.test", &f)[0], "http://a.test/");
     }

@@ -48,10 +48,18 @@ impl ProxyHttp for Outpost {
     }
 
     fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
-        modules.add_module(pingora::modules::http::compression::ResponseCompressionBuilder::enable(compress::LEVEL));
+        modules.add_module(
+            pingora::modules::http::compression::ResponseCompressionBuilder::enable(
+                compress::LEVEL,
+            ),
+        );
     }
 
-    async fn early_request_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let rt = self.shared.runtime.load();
         compress::prepare_request(session, &rt.cfg.compression);
         Ok(())
@@ -73,7 +81,12 @@ impl ProxyHttp for Outpost {
         cache::cache_key(self.cache, session, ctx)
     }
 
-    fn cache_vary_filter(&self, meta: &CacheMeta, ctx: &mut RequestCtx, req: &RequestHeader) -> Option<HashBinary> {
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
         cache::vary(meta, ctx, req)
     }
 
@@ -88,50 +101,109 @@ impl ProxyHttp for Outpost {
         Ok(cache::on_hit(meta, hit, ctx))
     }
 
-    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+    async fn proxy_upstream_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<bool> {
         if cache::may_go_upstream(ctx) {
             return Ok(true);
         }
-        failure::respond(session, ctx, 504, "uri-miss", "only-if-cached", "not in cache (only-if-cached)").await?;
+        failure::respond(
+            session,
+            ctx,
+            504,
+            "uri-miss",
+            "only-if-cached",
+            "not in cache (only-if-cached)",
+        )
+        .await?;
         Ok(false)
     }
 
-    fn should_serve_stale(&self, _session: &mut Session, ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
         cache::may_serve_stale(ctx, error)
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         upstream::pick(session, ctx)
     }
 
-    fn fail_to_connect(&self, session: &mut Session, peer: &HttpPeer, ctx: &mut RequestCtx, e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        e: Box<Error>,
+    ) -> Box<Error> {
         upstream::connect_failed(session, peer, ctx, e)
     }
 
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
         upstream::proxy_error(peer, session, e, ctx, client_reused)
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         upstream::prepare_request(session, req, ctx)
     }
 
-    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         upstream::on_response(resp, ctx);
         cache::on_upstream_response(session, resp, ctx);
         Ok(())
     }
 
-    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
         Ok(cache::decide(session, resp, ctx))
     }
 
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         purge::invalidate_on_unsafe(&self.shared, session, resp, ctx).await;
         response::decorate(session, resp, ctx)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         failure::fail(session, e, ctx).await
     }
 

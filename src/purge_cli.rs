@@ -39,8 +39,15 @@ pub struct PurgeArgs {
 
 /// Sends the purge and prints the answer; any failure is an error.
 pub fn run(args: &PurgeArgs) -> Result<(), Error> {
-    if args.urls.is_empty() && args.tags.is_empty() && args.prefixes.is_empty() && args.hosts.is_empty() && !args.all {
-        return Err(Error::Usage("error: nothing to purge: give URLs, --tag, --prefix, --host or --all".into()));
+    if args.urls.is_empty()
+        && args.tags.is_empty()
+        && args.prefixes.is_empty()
+        && args.hosts.is_empty()
+        && !args.all
+    {
+        return Err(Error::Usage(
+            "error: nothing to purge: give URLs, --tag, --prefix, --host or --all".into(),
+        ));
     }
     let (admin, token_env) = match (&args.admin, crate::config::load(&args.config)) {
         (Some(a), Ok(cfg)) => (a.clone(), cfg.admin.token_env),
@@ -66,7 +73,10 @@ pub fn run(args: &PurgeArgs) -> Result<(), Error> {
 
 /// Minimal HTTP/1.1 POST to `http://host:port` (the admin API is plain HTTP on loopback).
 fn post(base: &str, path: &str, token: &str, body: &str) -> Result<(u16, String), Error> {
-    let hostport = base.strip_prefix("http://").unwrap_or(base).trim_end_matches('/');
+    let hostport = base
+        .strip_prefix("http://")
+        .unwrap_or(base)
+        .trim_end_matches('/');
     let addr = hostport
         .to_socket_addrs()
         .ok()
@@ -74,8 +84,13 @@ fn post(base: &str, path: &str, token: &str, body: &str) -> Result<(u16, String)
         .ok_or_else(|| Error::Usage(format!("error: --admin: invalid address \"{base}\"")))?;
     let fail = |e: std::io::Error| Error::Runtime(format!("admin API at {addr}: {e}"));
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(fail)?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).map_err(fail)?;
-    let auth = if token.is_empty() { String::new() } else { format!("Authorization: Bearer {token}\r\n") };
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(fail)?;
+    let auth = if token.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: Bearer {token}\r\n")
+    };
     let req = format!(
         "POST {path} HTTP/1.1\r\nHost: {hostport}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -84,6 +99,9 @@ fn post(base: &str, path: &str, token: &str, body: &str) -> Result<(u16, String)
     let mut resp = String::new();
     s.read_to_string(&mut resp).map_err(fail)?;
     let status = resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }

@@ -37,7 +37,13 @@ impl Runtime {
             .collect();
         route_counters.push(metrics.route_counters("none"));
         let cache = crate::cache::Rules::from_config(&cfg.cache);
-        Self { cfg, routes, pools, cache, route_counters }
+        Self {
+            cfg,
+            routes,
+            pools,
+            cache,
+            route_counters,
+        }
     }
 
     /// Request counters of a route (`None` = no route matched).
@@ -73,7 +79,12 @@ pub struct Shared {
 
 impl Shared {
     /// Wraps the first runtime.
-    pub fn new(runtime: Runtime, metrics: Arc<Metrics>, access_log: AccessLog, cache: &'static crate::cache::CacheLayer) -> Self {
+    pub fn new(
+        runtime: Runtime,
+        metrics: Arc<Metrics>,
+        access_log: AccessLog,
+        cache: &'static crate::cache::CacheLayer,
+    ) -> Self {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
             metrics,

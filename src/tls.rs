@@ -27,7 +27,12 @@ impl ResolvesServerCert for SniResolver {
             return Some(k.clone());
         }
         let parent = name.split_once('.').map(|(_, rest)| rest);
-        Some(parent.and_then(|p| self.wildcard.get(p)).unwrap_or(&self.default).clone())
+        Some(
+            parent
+                .and_then(|p| self.wildcard.get(p))
+                .unwrap_or(&self.default)
+                .clone(),
+        )
     }
 }
 
@@ -40,8 +45,11 @@ fn load(c: &CertConfig) -> Result<Arc<CertifiedKey>, Error> {
         .map_err(|e| fail(e.to_string()))?
         .ok_or_else(|| fail("no certificate or private key found".into()))?;
     pingora::tls::install_default_crypto_provider();
-    let provider = CryptoProvider::get_default().ok_or_else(|| fail("no crypto provider".into()))?;
-    CertifiedKey::from_der(chain, key, provider).map(Arc::new).map_err(|e| fail(e.to_string()))
+    let provider =
+        CryptoProvider::get_default().ok_or_else(|| fail("no crypto provider".into()))?;
+    CertifiedKey::from_der(chain, key, provider)
+        .map(Arc::new)
+        .map_err(|e| fail(e.to_string()))
 }
 
 /// Listener settings for `[tls]`: SNI resolver over every certificate, h2 and http/1.1.
@@ -55,14 +63,22 @@ pub fn settings(cfg: &TlsConfig) -> Result<TlsSettings, Error> {
         for name in &c.server_names {
             let name = name.to_ascii_lowercase();
             match name.strip_prefix("*.") {
-                Some(suffix) => wildcard.entry(suffix.to_string()).or_insert_with(|| key.clone()),
+                Some(suffix) => wildcard
+                    .entry(suffix.to_string())
+                    .or_insert_with(|| key.clone()),
                 None => exact.entry(name).or_insert_with(|| key.clone()),
             };
         }
     }
-    let default = default.ok_or_else(|| Error::Runtime("tls: at least one [[tls.cert]] is required".into()))?;
-    let mut settings = TlsSettings::intermediate("", "").map_err(|e| Error::Runtime(format!("tls: {e}")))?;
-    settings.set_cert_resolver(Arc::new(SniResolver { exact, wildcard, default }));
+    let default = default
+        .ok_or_else(|| Error::Runtime("tls: at least one [[tls.cert]] is required".into()))?;
+    let mut settings =
+        TlsSettings::intermediate("", "").map_err(|e| Error::Runtime(format!("tls: {e}")))?;
+    settings.set_cert_resolver(Arc::new(SniResolver {
+        exact,
+        wildcard,
+        default,
+    }));
     settings.enable_h2();
     Ok(settings)
 }

@@ -19,7 +19,11 @@ pub struct OriginPools {
 impl OriginPools {
     /// Builds the pools of a validated config.
     pub fn from_config(cfg: &Config, metrics: &Metrics) -> Self {
-        let pools = cfg.origins.iter().map(|o| Arc::new(Pool::new(o.clone(), metrics))).collect();
+        let pools = cfg
+            .origins
+            .iter()
+            .map(|o| Arc::new(Pool::new(o.clone(), metrics)))
+            .collect();
         Self { pools }
     }
 
@@ -27,7 +31,9 @@ impl OriginPools {
     /// stay (same origin name and address), so a reload does not put dead servers back.
     pub fn inherit_health(&self, old: &OriginPools) {
         for pool in &self.pools {
-            let Some(prev) = old.pools.iter().find(|p| p.name() == pool.name()) else { continue };
+            let Some(prev) = old.pools.iter().find(|p| p.name() == pool.name()) else {
+                continue;
+            };
             for s in &pool.servers {
                 if let Some(o) = prev.servers.iter().find(|o| o.addr == s.addr) {
                     s.copy_health(o, pool.name());

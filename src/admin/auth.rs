@@ -6,9 +6,15 @@ use subtle_eq::constant_time_eq;
 /// No configured token means mutating calls are refused (401) with a hint.
 pub fn check(header: Option<&str>, token: Option<&str>) -> Result<(), (u16, &'static str)> {
     let Some(token) = token else {
-        return Err((401, "admin token not configured: set the env var named by admin.token_env"));
+        return Err((
+            401,
+            "admin token not configured: set the env var named by admin.token_env",
+        ));
     };
-    let Some(given) = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))) else {
+    let Some(given) = header.and_then(|h| {
+        h.strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+    }) else {
         return Err((401, "missing bearer token"));
     };
     if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
@@ -35,7 +41,10 @@ mod tests {
     #[test]
     fn token_rules() {
         assert_eq!(check(None, Some("s3cret")).unwrap_err().0, 401);
-        assert_eq!(check(Some("Bearer nope"), Some("s3cret")).unwrap_err().0, 403);
+        assert_eq!(
+            check(Some("Bearer nope"), Some("s3cret")).unwrap_err().0,
+            403
+        );
         assert!(check(Some("Bearer s3cret"), Some("s3cret")).is_ok());
         assert_eq!(check(Some("Bearer s3cret"), None).unwrap_err().0, 401);
         assert_eq!(check(Some("Basic abc"), Some("s3cret")).unwrap_err().0, 401);

@@ -33,17 +33,29 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
         ("GET" | "HEAD", "/metrics") => {
             let _ = admin.ops.cache_status();
             let body = admin.shared.metrics.encode();
-            reply(200, "application/openmetrics-text; version=1.0.0; charset=utf-8", body.into_bytes())
+            reply(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                body.into_bytes(),
+            )
         }
         ("GET" | "HEAD", "/status") => status(admin),
         ("GET" | "HEAD", "/config") => json_reply(200, &admin.ops.config()),
         ("POST", "/purge" | "/config/reload" | "/config/rollback") => {
-            let auth_header = session.req_header().headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let auth_header = session
+                .req_header()
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             let token = admin.shared.runtime.load().cfg.admin.token.clone();
             if let Err((code, msg)) = auth::check(auth_header.as_deref(), token.as_deref()) {
                 return json_reply(code, &json!({ "error": msg }));
             }
-            let who = session.client_addr().map(|a| a.to_string()).unwrap_or_default();
+            let who = session
+                .client_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default();
             let (code, v) = match path.as_str() {
                 "/purge" => match read_body(session).await {
                     Ok(body) => admin.ops.purge(&body, &who).await,
@@ -54,10 +66,18 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
             };
             json_reply(code, &v)
         }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/status" | "/config" | "/purge" | "/config/reload" | "/config/rollback") => {
-            json_reply(405, &json!({ "error": format!("method {method} not allowed on {path}") }))
-        }
-        _ => json_reply(404, &json!({ "error": format!("no admin endpoint {path}") })),
+        (
+            _,
+            "/healthz" | "/readyz" | "/metrics" | "/status" | "/config" | "/purge"
+            | "/config/reload" | "/config/rollback",
+        ) => json_reply(
+            405,
+            &json!({ "error": format!("method {method} not allowed on {path}") }),
+        ),
+        _ => json_reply(
+            404,
+            &json!({ "error": format!("no admin endpoint {path}") }),
+        ),
     }
 }
 
@@ -84,9 +104,15 @@ fn readyz(admin: &Admin) -> Response<Vec<u8>> {
     for p in &rt.pools.pools {
         let healthy = p.healthy_count();
         ready &= healthy > 0;
-        origins.insert(p.name().to_string(), json!({ "healthy": healthy, "servers": p.servers.len() }));
+        origins.insert(
+            p.name().to_string(),
+            json!({ "healthy": healthy, "servers": p.servers.len() }),
+        );
     }
-    json_reply(if ready { 200 } else { 503 }, &json!({ "ready": ready, "origins": origins }))
+    json_reply(
+        if ready { 200 } else { 503 },
+        &json!({ "ready": ready, "origins": origins }),
+    )
 }
 
 fn status(admin: &Admin) -> Response<Vec<u8>> {
@@ -128,11 +154,13 @@ fn json_reply(code: u16, v: &Value) -> Response<Vec<u8>> {
 
 fn reply(code: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut r = Response::new(body);
-    *r.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *r.status_mut() =
+        http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     if let Ok(v) = http::HeaderValue::from_str(ctype) {
         r.headers_mut().insert(http::header::CONTENT_TYPE, v);
     }
     let len = r.body().len();
-    r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
     r
 }

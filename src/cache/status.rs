@@ -9,7 +9,9 @@ use std::time::SystemTime;
 
 /// Seconds of freshness left (negative when stale), as `ttl=` shows it.
 fn ttl(session: &Session) -> i64 {
-    let Some(meta) = session.cache.maybe_cache_meta() else { return 0 };
+    let Some(meta) = session.cache.maybe_cache_meta() else {
+        return 0;
+    };
     let now = SystemTime::now();
     match meta.fresh_until().duration_since(now) {
         Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
@@ -38,24 +40,35 @@ fn stored(ctx: &RequestCtx) -> String {
 /// The Cache-Status value for the response being sent.
 pub fn cache_status(session: &Session, ctx: &RequestCtx) -> String {
     match session.cache.phase() {
-        CachePhase::Hit if session.cache.lock_duration().is_some() => "outpost; fwd=uri-miss; collapsed".to_string(),
+        CachePhase::Hit if session.cache.lock_duration().is_some() => {
+            "outpost; fwd=uri-miss; collapsed".to_string()
+        }
         CachePhase::Hit => format!("outpost; hit; ttl={}", ttl(session)),
         CachePhase::Stale => format!("outpost; hit; ttl={}; detail=stale-if-error", ttl(session)),
-        CachePhase::StaleUpdating => format!("outpost; hit; ttl={}; detail=stale-while-revalidate", ttl(session)),
+        CachePhase::StaleUpdating => format!(
+            "outpost; hit; ttl={}; detail=stale-while-revalidate",
+            ttl(session)
+        ),
         CachePhase::Miss => format!("outpost; fwd={}{}", fwd(ctx, "uri-miss"), stored(ctx)),
         CachePhase::Expired => {
             let status = session.response_written().map_or(0, |r| r.status.as_u16());
             let _ = status;
             format!("outpost; fwd={}{}", fwd(ctx, "stale"), stored(ctx))
         }
-        CachePhase::Revalidated => format!("outpost; fwd={}; fwd-status=304; stored", fwd(ctx, "stale")),
-        CachePhase::RevalidatedNoCache(_) => format!("outpost; fwd={}; fwd-status=304", fwd(ctx, "stale")),
+        CachePhase::Revalidated => {
+            format!("outpost; fwd={}; fwd-status=304; stored", fwd(ctx, "stale"))
+        }
+        CachePhase::RevalidatedNoCache(_) => {
+            format!("outpost; fwd={}; fwd-status=304", fwd(ctx, "stale"))
+        }
         CachePhase::Bypass => "outpost; fwd=bypass".to_string(),
         _ => match ctx.cache.bypass {
             Some("bypass") if ctx.cache.stored => "outpost; fwd=bypass; stored".to_string(),
             Some("method") => "outpost; fwd=method".to_string(),
             Some(_) => "outpost; fwd=bypass".to_string(),
-            None if ctx.cache.not_stored.is_some() => format!("outpost; fwd=uri-miss{}", stored(ctx)),
+            None if ctx.cache.not_stored.is_some() => {
+                format!("outpost; fwd=uri-miss{}", stored(ctx))
+            }
             None => "outpost; fwd=bypass".to_string(),
         },
     }
@@ -72,7 +85,9 @@ pub fn lookup_result(session: &Session, ctx: &RequestCtx) -> (LookupResult, Tier
         CachePhase::Hit => (LookupResult::Hit, tier),
         CachePhase::Stale | CachePhase::StaleUpdating => (LookupResult::Stale, tier),
         CachePhase::Miss => (LookupResult::Miss, TierLabel::None),
-        CachePhase::Expired | CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => (LookupResult::Expired, tier),
+        CachePhase::Expired | CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => {
+            (LookupResult::Expired, tier)
+        }
         _ => (LookupResult::Pass, TierLabel::None),
     }
 }

@@ -113,6 +113,9 @@ pub struct Storage {
     ids: AtomicU64,
     /// Larger objects are streamed through (and written to disk) but not kept in memory.
     mem_object_limit: u64,
+    /// `cache.max_object`: fills with larger bodies pass through (streamed, never stored).
+    /// Pingora enforces it only for responses with a Content-Length.
+    max_object: u64,
     /// Purge sequence numbers whose eager removal is still running (multiset).
     pending: Mutex<BTreeMap<u64, usize>>,
     ban_grace: Duration,
@@ -124,6 +127,7 @@ impl std::fmt::Debug for Storage {
             .field("memory", &self.memory)
             .field("disk", &self.disk)
             .field("mem_object_limit", &self.mem_object_limit)
+            .field("max_object", &self.max_object)
             .finish_non_exhaustive()
     }
 }
@@ -134,7 +138,9 @@ impl Storage {
     /// Memory-only storage bounded by `cfg.memory` bytes (`[cache.disk]` is ignored; use
     /// [`Storage::open`] for it).
     pub fn new(cfg: &CacheConfig) -> Self {
-        Self::with_memory(cfg.memory, false)
+        let mut s = Self::with_memory(cfg.memory, false);
+        s.max_object = cfg.max_object;
+        s
     }
 
     /// Opens the storage for `cfg`: memory, plus the disk tier when `[cache.disk]` is set
@@ -150,9 +156,12 @@ impl Storage {
         disk: Option<&DiskConfig>,
     ) -> Result<Storage, StorageError> {
         let Some(d) = disk else {
-            return Ok(Self::with_memory(memory, false));
+            let mut s = Self::with_memory(memory, false);
+            s.max_object = max_object;
+            return Ok(s);
         };
         let mut s = Self::with_memory(memory, true);
+        s.max_object = max_object;
         let tier = DiskTier::open(d, max_object).await?;
         let log = PurgeLog::open(&d.path, &s.bans).map_err(|reason| StorageError::Disk {
             path: d.path.clone(),
@@ -186,9 +195,19 @@ impl Storage {
             } else {
                 capacity / 2
             },
+            max_object: u64::MAX,
             pending: Mutex::new(BTreeMap::new()),
             ban_grace: BAN_GRACE,
         }
+    }
+
+    /// Body size beyond which a fill passes through (not stored): `cache.max_object`, or
+    /// less when no tier takes objects that large.
+    pub(crate) fn pass_limit(&self) -> u64 {
+        let tiers = self.disk.as_ref().map_or(self.mem_object_limit, |d| {
+            d.object_limit.max(self.mem_object_limit)
+        });
+        self.max_object.min(tiers)
     }
 
     /// Flushes and closes the disk tier (call once on shutdown; a no-op without disk).

@@ -3,11 +3,11 @@
 //! Nothing here parses text or touches the disk.
 
 use ipnet::IpNet;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use serde::Serialize;
 
 /// The whole validated configuration (interface.md §2).
 #[derive(Debug, Clone, Serialize)]
@@ -217,7 +217,10 @@ mod ser {
         s.serialize_str(&humantime::format_duration(*d).to_string())
     }
 
-    pub(super) fn ttl_map<S: Serializer>(m: &BTreeMap<u16, Duration>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn ttl_map<S: Serializer>(
+        m: &BTreeMap<u16, Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(m.len()))?;
         for (k, v) in m {
             map.serialize_entry(&k.to_string(), &humantime::format_duration(*v).to_string())?;

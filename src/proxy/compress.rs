@@ -24,7 +24,10 @@ fn token(a: Algorithm) -> &'static str {
 /// operator's preference order (q=0 entries dropped), so the module picks the preferred one.
 pub fn prepare_request(session: &mut Session, cfg: &CompressionConfig) {
     if !cfg.enabled {
-        if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+        if let Some(c) = session
+            .downstream_modules_ctx
+            .get_mut::<ResponseCompression>()
+        {
             c.adjust_level(0);
         }
         return;
@@ -33,7 +36,13 @@ pub fn prepare_request(session: &mut Session, cfg: &CompressionConfig) {
 }
 
 fn reorder_accept_encoding(req: &mut RequestHeader, cfg: &CompressionConfig) {
-    let Some(ae) = req.headers.get(http::header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()) else { return };
+    let Some(ae) = req
+        .headers
+        .get(http::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return;
+    };
     let accepted: Vec<String> = ae
         .split(',')
         .filter_map(|item| {
@@ -41,7 +50,9 @@ fn reorder_accept_encoding(req: &mut RequestHeader, cfg: &CompressionConfig) {
             let name = parts.next()?.trim().to_ascii_lowercase();
             let refused = parts.any(|p| {
                 let p = p.trim();
-                p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+                p.strip_prefix("q=")
+                    .or_else(|| p.strip_prefix("Q="))
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
             });
             (!refused && !name.is_empty()).then_some(name)
         })
@@ -53,12 +64,21 @@ fn reorder_accept_encoding(req: &mut RequestHeader, cfg: &CompressionConfig) {
         .map(|a| token(*a))
         .filter(|t| wildcard || accepted.iter().any(|a| a == t))
         .collect();
-    let value = if ordered.is_empty() { "identity".to_string() } else { ordered.join(", ") };
+    let value = if ordered.is_empty() {
+        "identity".to_string()
+    } else {
+        ordered.join(", ")
+    };
     let _ = req.insert_header(http::header::ACCEPT_ENCODING, value);
 }
 
 fn type_matches(ct: &str, types: &[String]) -> bool {
-    let mime = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
     types.iter().any(|t| match t.strip_suffix("/*") {
         Some(major) => mime.split('/').next() == Some(major),
         None => *t == mime,
@@ -67,7 +87,11 @@ fn type_matches(ct: &str, types: &[String]) -> bool {
 
 /// Every Content-Type value is a listed type (several values are malformed: be conservative).
 fn content_type_listed(resp: &ResponseHeader, types: &[String]) -> bool {
-    let mut values = resp.headers.get_all(http::header::CONTENT_TYPE).iter().peekable();
+    let mut values = resp
+        .headers
+        .get_all(http::header::CONTENT_TYPE)
+        .iter()
+        .peekable();
     values.peek().is_some() && values.all(|v| v.to_str().is_ok_and(|ct| type_matches(ct, types)))
 }
 
@@ -85,7 +109,10 @@ pub fn decide(session: &mut Session, resp: &ResponseHeader, cfg: &CompressionCon
             .and_then(|v| v.trim().parse::<u64>().ok())
             .is_none_or(|len| len >= cfg.min_size);
     if !eligible {
-        if let Some(c) = session.downstream_modules_ctx.get_mut::<ResponseCompression>() {
+        if let Some(c) = session
+            .downstream_modules_ctx
+            .get_mut::<ResponseCompression>()
+        {
             if c.is_header_phase() {
                 c.adjust_level(0);
             }
@@ -110,7 +137,12 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/", None).unwrap();
         req.insert_header("accept-encoding", ae).unwrap();
         reorder_accept_encoding(&mut req, &cfg());
-        req.headers.get("accept-encoding").unwrap().to_str().unwrap().to_string()
+        req.headers
+            .get("accept-encoding")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string()
     }
 
     #[test]

@@ -9,7 +9,14 @@ use pingora::proxy::{FailToProxy, Session};
 use pingora::ErrorSource;
 
 /// Writes a complete plain-text response with a `Cache-Status` of `fwd` and `detail`.
-pub async fn respond(session: &mut Session, ctx: &mut RequestCtx, status: u16, fwd: &str, detail: &str, text: &str) -> Result<()> {
+pub async fn respond(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    fwd: &str,
+    detail: &str,
+    text: &str,
+) -> Result<()> {
     let body = Bytes::from(format!("{status} {}: {text}\n", reason(status)));
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "text/plain; charset=utf-8")?;
@@ -27,7 +34,10 @@ pub async fn respond(session: &mut Session, ctx: &mut RequestCtx, status: u16, f
 }
 
 fn reason(status: u16) -> &'static str {
-    http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error")
+    http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error")
 }
 
 /// Maps a proxy error to its status and Cache-Status detail (interface.md §3).
@@ -35,11 +45,15 @@ pub fn classify(e: &Error) -> (u16, &'static str) {
     match e.etype() {
         ErrorType::HTTPStatus(503) => (503, "no-healthy-server"),
         ErrorType::HTTPStatus(c) => (*c, "origin-error"),
-        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, "origin-timeout"),
+        ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+            (504, "origin-timeout")
+        }
         _ => match e.esource() {
             ErrorSource::Upstream => (502, "origin-unreachable"),
             ErrorSource::Downstream => match e.etype() {
-                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => (0, "client-gone"),
+                ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => {
+                    (0, "client-gone")
+                }
                 _ => (400, "bad-request"),
             },
             ErrorSource::Internal | ErrorSource::Unset => (500, "internal"),
@@ -53,7 +67,11 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> Fai
     let already = session.response_written().is_some();
     if code > 0 && !already {
         let fwd = ctx.cache.fwd_for_error();
-        let name = ctx.pool.as_ref().map(|p| p.name().to_string()).unwrap_or_default();
+        let name = ctx
+            .pool
+            .as_ref()
+            .map(|p| p.name().to_string())
+            .unwrap_or_default();
         let text = match code {
             502 => format!("could not connect to origin \"{name}\""),
             503 => format!("no healthy server in origin \"{name}\""),
@@ -65,5 +83,8 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> Fai
             tracing::debug!("failed to write error response: {err}");
         }
     }
-    FailToProxy { error_code: code, can_reuse_downstream: false }
+    FailToProxy {
+        error_code: code,
+        can_reuse_downstream: false,
+    }
 }

@@ -18,10 +18,16 @@ pub fn finish(shared: &Shared, session: &Session, e: Option<&Error>, ctx: &mut R
         .or(ctx.local_status)
         .unwrap_or_else(|| e.map_or(0, |e| super::failure::classify(e).0));
     let elapsed = ctx.started.elapsed();
-    shared.metrics.request_duration.observe(elapsed.as_secs_f64());
+    shared
+        .metrics
+        .request_duration
+        .observe(elapsed.as_secs_f64());
     if let Some(rt) = &ctx.rt {
         if status > 0 {
-            if let Some(c) = rt.counters(ctx.route).and_then(|c| c.get(crate::metrics::class_index(status))) {
+            if let Some(c) = rt
+                .counters(ctx.route)
+                .and_then(|c| c.get(crate::metrics::class_index(status)))
+            {
                 c.inc();
             }
         }

@@ -34,19 +34,35 @@ pub fn validate(raw: Option<&[u8]>, req: &RequestHeader, max_header: u64) -> Res
             }
         }
         if cl > 0 && te {
-            return Err(Reject::Malformed("both Content-Length and Transfer-Encoding"));
+            return Err(Reject::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            ));
         }
     }
-    let cls: Vec<_> = req.headers.get_all(http::header::CONTENT_LENGTH).iter().collect();
+    let cls: Vec<_> = req
+        .headers
+        .get_all(http::header::CONTENT_LENGTH)
+        .iter()
+        .collect();
     if cls.len() > 1 && cls.windows(2).any(|w| w[0] != w[1]) {
         return Err(Reject::Malformed("conflicting Content-Length values"));
     }
-    if cls.iter().any(|v| v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()).is_none()) {
+    if cls.iter().any(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .is_none()
+    }) {
         return Err(Reject::Malformed("invalid Content-Length"));
     }
     for te in req.headers.get_all(http::header::TRANSFER_ENCODING) {
-        let Ok(s) = te.to_str() else { return Err(Reject::UnknownCoding) };
-        if s.split(',').map(str::trim).any(|c| !c.eq_ignore_ascii_case("chunked")) {
+        let Ok(s) = te.to_str() else {
+            return Err(Reject::UnknownCoding);
+        };
+        if s.split(',')
+            .map(str::trim)
+            .any(|c| !c.eq_ignore_ascii_case("chunked"))
+        {
             return Err(Reject::UnknownCoding);
         }
     }
@@ -65,7 +81,9 @@ pub fn host_of(req: &RequestHeader) -> Option<String> {
     };
     let host = split_port(raw.trim())?;
     let valid = !host.is_empty()
-        && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'));
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        });
     valid.then(|| host.to_ascii_lowercase())
 }
 
@@ -73,7 +91,11 @@ fn split_port(hostport: &str) -> Option<&str> {
     if let Some(rest) = hostport.strip_prefix('[') {
         let end = rest.find(']')?;
         let after = &rest[end + 1..];
-        if !(after.is_empty() || after.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok())) {
+        if !(after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| p.parse::<u16>().is_ok()))
+        {
             return None;
         }
         return Some(&hostport[..end + 2]);
@@ -99,8 +121,17 @@ pub fn forwarded_for(existing: Option<&str>, peer: IpAddr, nets: &[IpNet]) -> (S
     let Some(existing) = existing.filter(|s| !s.trim().is_empty()) else {
         return (peer.to_string(), peer);
     };
-    let chain: Vec<IpAddr> = existing.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let real = chain.iter().rev().find(|ip| !trusted(**ip, nets)).or(chain.first()).copied().unwrap_or(peer);
+    let chain: Vec<IpAddr> = existing
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let real = chain
+        .iter()
+        .rev()
+        .find(|ip| !trusted(**ip, nets))
+        .or(chain.first())
+        .copied()
+        .unwrap_or(peer);
     (format!("{existing}, {peer}"), real)
 }
 
@@ -124,7 +155,16 @@ pub fn strip_hop_by_hop_resp(h: &mut ResponseHeader) {
     }
 }
 
-const HOP: &[&str] = &["connection", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "proxy-authenticate", "proxy-connection"];
+const HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "proxy-connection",
+];
 
 /// Field names listed in Connection (never the framing fields).
 fn nominated(h: &http::HeaderMap) -> Vec<String> {
@@ -133,7 +173,13 @@ fn nominated(h: &http::HeaderMap) -> Vec<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_ascii_lowercase())
-        .filter(|s| !s.is_empty() && s != "content-length" && s != "transfer-encoding" && s != "close" && s != "keep-alive")
+        .filter(|s| {
+            !s.is_empty()
+                && s != "content-length"
+                && s != "transfer-encoding"
+                && s != "close"
+                && s != "keep-alive"
+        })
         .collect()
 }
 
@@ -158,8 +204,15 @@ mod tests {
 
     #[test]
     fn xff_trusted_peer_appends_and_finds_rightmost_untrusted() {
-        let nets: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
-        let (xff, real) = forwarded_for(Some("203.0.113.7, 10.1.1.1"), "127.0.0.1".parse().unwrap(), &nets);
+        let nets: Vec<IpNet> = vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "10.0.0.0/8".parse().unwrap(),
+        ];
+        let (xff, real) = forwarded_for(
+            Some("203.0.113.7, 10.1.1.1"),
+            "127.0.0.1".parse().unwrap(),
+            &nets,
+        );
         assert_eq!(xff, "203.0.113.7, 10.1.1.1, 127.0.0.1");
         assert_eq!(real.to_string(), "203.0.113.7");
     }

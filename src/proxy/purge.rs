@@ -13,18 +13,43 @@ use std::sync::Arc;
 
 /// Handles `PURGE /path`: purges that URL (every variant, every tier) and answers with the
 /// same JSON as `POST /purge`. Returns `Ok(true)` when it answered.
-pub async fn maybe_purge(shared: &Arc<Shared>, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+pub async fn maybe_purge(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<bool> {
     if session.req_header().method.as_str() != "PURGE" {
         return Ok(false);
     }
-    let Some(rt) = ctx.rt.clone() else { return Ok(false) };
-    let allowed = ctx.client_ip.is_some_and(|ip| rt.cfg.cache.purge_allow.iter().any(|n| n.contains(&ip)));
+    let Some(rt) = ctx.rt.clone() else {
+        return Ok(false);
+    };
+    let allowed = ctx
+        .client_ip
+        .is_some_and(|ip| rt.cfg.cache.purge_allow.iter().any(|n| n.contains(&ip)));
     if !allowed {
-        respond(session, ctx, 403, "bypass", "purge-denied", "PURGE not allowed from this address").await?;
+        respond(
+            session,
+            ctx,
+            403,
+            "bypass",
+            "purge-denied",
+            "PURGE not allowed from this address",
+        )
+        .await?;
         return Ok(true);
     }
-    let pq = session.req_header().uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = key::primary_key(crate::cache::scheme(session), &ctx.host, pq, &rt.cache.filter);
+    let pq = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str());
+    let url = key::primary_key(
+        crate::cache::scheme(session),
+        &ctx.host,
+        pq,
+        &rt.cache.filter,
+    );
     let who = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let (status, body) = crate::ops::run_purge(shared, PurgeRequest::url(url), &who, "PURGE").await;
     let mut text = body.to_string();
@@ -36,20 +61,40 @@ pub async fn maybe_purge(shared: &Arc<Shared>, session: &mut Session, ctx: &mut 
     ctx.local_status = Some(status);
     ctx.cache_status = Some("outpost; fwd=bypass; detail=purge".into());
     session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(Bytes::from(text)), true).await?;
+    session
+        .write_response_body(Some(Bytes::from(text)), true)
+        .await?;
     Ok(true)
 }
 
 /// RFC 9111 §4.4: a 2xx/3xx answer to an unsafe method invalidates the target URI and the
 /// same-host `Location` / `Content-Location`.
-pub async fn invalidate_on_unsafe(shared: &Shared, session: &Session, resp: &ResponseHeader, ctx: &RequestCtx) {
+pub async fn invalidate_on_unsafe(
+    shared: &Shared,
+    session: &Session,
+    resp: &ResponseHeader,
+    ctx: &RequestCtx,
+) {
     let method = &session.req_header().method;
     if !policy::invalidates(method, resp.status.as_u16()) || ctx.route.is_none() {
         return;
     }
     let Some(rt) = ctx.rt.as_ref() else { return };
-    let pq = session.req_header().uri.path_and_query().map_or("/", |p| p.as_str());
-    let urls = key::invalidation_keys(crate::cache::scheme(session), &ctx.host, pq, resp, &rt.cache.filter);
-    let req = PurgeRequest { urls, ..PurgeRequest::default() };
+    let pq = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str());
+    let urls = key::invalidation_keys(
+        crate::cache::scheme(session),
+        &ctx.host,
+        pq,
+        resp,
+        &rt.cache.filter,
+    );
+    let req = PurgeRequest {
+        urls,
+        ..PurgeRequest::default()
+    };
     let _ = shared.cache.storage.purge_request(&req).await;
 }

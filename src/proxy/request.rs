@@ -10,10 +10,17 @@ use pingora::proxy::Session;
 use std::sync::Arc;
 
 /// Returns `Ok(true)` when the response has been written here.
-pub async fn admit(shared: &Arc<Shared>, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+pub async fn admit(
+    shared: &Arc<Shared>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> Result<bool> {
     let rt = shared.runtime.load_full();
     ctx.inflight = Some(shared.begin_request());
-    ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+    ctx.client_ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
     let max = rt.cfg.server.max_request_header;
     let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
     let verdict = headers::validate(raw.as_deref(), session.req_header(), max);
@@ -34,9 +41,21 @@ pub async fn admit(shared: &Arc<Shared>, session: &mut Session, ctx: &mut Reques
     let http10_without_host = req.version == http::Version::HTTP_10
         && req.uri.authority().is_none()
         && req.headers.get(http::header::HOST).is_none();
-    let host = if http10_without_host { Some(String::new()) } else { headers::host_of(req) };
+    let host = if http10_without_host {
+        Some(String::new())
+    } else {
+        headers::host_of(req)
+    };
     let Some(host) = host else {
-        respond(session, ctx, 400, "bypass", "bad-host", "missing or invalid Host header").await?;
+        respond(
+            session,
+            ctx,
+            400,
+            "bypass",
+            "bad-host",
+            "missing or invalid Host header",
+        )
+        .await?;
         return Ok(true);
     };
     ctx.host = host;
@@ -47,7 +66,9 @@ pub async fn admit(shared: &Arc<Shared>, session: &mut Session, ctx: &mut Reques
         return Ok(true);
     };
     ctx.route = Some(route_idx);
-    let Some(route) = rt.cfg.routes.get(route_idx) else { return Ok(false) };
+    let Some(route) = rt.cfg.routes.get(route_idx) else {
+        return Ok(false);
+    };
     ctx.pool = rt.pools.get(route.origin).cloned();
     ctx.cacheable_route = route.cache;
     Ok(false)

@@ -8,13 +8,22 @@ use pingora::prelude::*;
 use pingora::proxy::Session;
 
 /// Decorates the response going to the client.
-pub fn decorate(session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+pub fn decorate(
+    session: &mut Session,
+    resp: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> Result<()> {
     headers::strip_hop_by_hop_resp(resp);
     if ctx.cache.stale_error {
         // pingora does not reuse a connection whose upstream failed; say so to the client.
         session.set_keepalive(None);
     }
-    for name in ["surrogate-key", "cache-tag", "cdn-cache-control", "surrogate-control"] {
+    for name in [
+        "surrogate-key",
+        "cache-tag",
+        "cdn-cache-control",
+        "surrogate-control",
+    ] {
         resp.remove_header(name);
     }
     let via = headers::via(resp.headers.get("via").and_then(|v| v.to_str().ok()));

@@ -29,7 +29,9 @@ impl RouteTable {
                 },
             }
         }
-        let by_len = |v: &mut Vec<(String, usize)>| v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)));
+        let by_len = |v: &mut Vec<(String, usize)>| {
+            v.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.1.cmp(&b.1)))
+        };
         t.exact.values_mut().for_each(by_len);
         t.suffix.iter_mut().for_each(|(_, v)| by_len(v));
         by_len(&mut t.any);
@@ -39,7 +41,11 @@ impl RouteTable {
 
     /// The route for a lower-cased host (no port) and a path.
     pub fn resolve(&self, host: &str, path: &str) -> Option<usize> {
-        let longest = |v: &[(String, usize)]| v.iter().find(|(p, _)| path.starts_with(p.as_str())).map(|(_, i)| *i);
+        let longest = |v: &[(String, usize)]| {
+            v.iter()
+                .find(|(p, _)| path.starts_with(p.as_str()))
+                .map(|(_, i)| *i)
+        };
         if let Some(v) = self.exact.get(host) {
             if let Some(i) = longest(v) {
                 return Some(i);
@@ -61,7 +67,12 @@ mod tests {
     use super::*;
 
     fn route(host: HostMatch, prefix: &str) -> RouteConfig {
-        RouteConfig { host, prefix: prefix.into(), origin: 0, cache: true }
+        RouteConfig {
+            host,
+            prefix: prefix.into(),
+            origin: 0,
+            cache: true,
+        }
     }
 
     #[test]

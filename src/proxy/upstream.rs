@@ -15,7 +15,11 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         return Err(Error::explain(ErrorType::HTTPStatus(404), "no route"));
     };
     ctx.attempts += 1;
-    let key = session.req_header().uri.path_and_query().map_or(b"/".as_slice(), |p| p.as_str().as_bytes());
+    let key = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map_or(b"/".as_slice(), |p| p.as_str().as_bytes());
     // After a failure on a reused connection, prefer another server, but that one is still usable.
     let preferred = ctx.avoid.take().and_then(|a| {
         let mut exclude = ctx.tried.clone();
@@ -25,12 +29,22 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let server = match preferred.or_else(|| pool.select(key, &ctx.tried)) {
         Some(s) => s,
         None if !ctx.tried.is_empty() => {
-            return Err(Error::explain(ErrorType::ConnectRefused, "every server tried failed to connect").into_up());
+            return Err(Error::explain(
+                ErrorType::ConnectRefused,
+                "every server tried failed to connect",
+            )
+            .into_up());
         }
-        None => return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy server").into_up()),
+        None => {
+            return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy server").into_up())
+        }
     };
     let cfg = &pool.cfg;
-    let sni = if cfg.sni.is_empty() { server.addr.ip().to_string() } else { cfg.sni.clone() };
+    let sni = if cfg.sni.is_empty() {
+        server.addr.ip().to_string()
+    } else {
+        cfg.sni.clone()
+    };
     let mut peer = HttpPeer::new(server.addr, cfg.tls, sni);
     let o = &mut peer.options;
     o.connection_timeout = Some(cfg.connect_timeout);
@@ -46,12 +60,20 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
 }
 
 /// `fail_to_connect`: passive health, then retry idempotent requests on another server.
-pub fn connect_failed(session: &Session, peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+pub fn connect_failed(
+    session: &Session,
+    peer: &HttpPeer,
+    ctx: &mut RequestCtx,
+    mut e: Box<Error>,
+) -> Box<Error> {
     ctx.active = None;
     if let (Some(pool), Some(addr)) = (ctx.pool.as_ref(), peer.address().as_inet()) {
         pool.report_connect_failure(addr);
         ctx.tried.push(*addr);
-        let idempotent = matches!(session.req_header().method.as_str(), "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE");
+        let idempotent = matches!(
+            session.req_header().method.as_str(),
+            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
+        );
         if idempotent && ctx.attempts <= pool.cfg.retries {
             e.set_retry(true);
         }
@@ -62,7 +84,13 @@ pub fn connect_failed(session: &Session, peer: &HttpPeer, ctx: &mut RequestCtx, 
 /// `error_while_proxy`: pingora retries idempotent requests whose *reused* connection failed
 /// before any response byte; such a retry is free (not counted in `retries`) and goes to
 /// another server when there is one.
-pub fn proxy_error(peer: &HttpPeer, session: &Session, mut e: Box<Error>, ctx: &mut RequestCtx, client_reused: bool) -> Box<Error> {
+pub fn proxy_error(
+    peer: &HttpPeer,
+    session: &Session,
+    mut e: Box<Error>,
+    ctx: &mut RequestCtx,
+    client_reused: bool,
+) -> Box<Error> {
     ctx.active = None;
     let idempotent = session.req_header().method.is_idempotent();
     if !idempotent || session.as_ref().retry_buffer_truncated() {
@@ -85,7 +113,14 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
         .uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| session.req_header().headers.get("host").and_then(|h| h.to_str().ok()).map(str::to_string))
+        .or_else(|| {
+            session
+                .req_header()
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     let pool_host = ctx.pool.as_ref().map(|p| p.cfg.host.as_str()).unwrap_or("");
     if !pool_host.is_empty() {
@@ -94,12 +129,25 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
         req.insert_header("host", client_host.as_str())?;
     }
     if let (Some(ip), Some(rt)) = (ctx.client_ip, ctx.rt.as_ref()) {
-        let existing = req.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let (xff, real) = headers::forwarded_for(existing.as_deref(), ip, &rt.cfg.server.trusted_proxies);
+        let existing = req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (xff, real) =
+            headers::forwarded_for(existing.as_deref(), ip, &rt.cfg.server.trusted_proxies);
         req.insert_header("x-forwarded-for", xff)?;
         req.insert_header("x-real-ip", real.to_string())?;
     }
-    let proto = if session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some() { "https" } else { "http" };
+    let proto = if session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some()
+    {
+        "https"
+    } else {
+        "http"
+    };
     req.insert_header("x-forwarded-proto", proto)?;
     if !client_host.is_empty() {
         req.insert_header("x-forwarded-host", client_host)?;
@@ -107,7 +155,10 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
     if session.cache.enabled() {
         // Only the codings the Vary key distinguishes, so a stored variant never holds a coding
         // (e.g. deflate) that another client sharing its key cannot decode.
-        req.insert_header("accept-encoding", crate::cache::key::accept_encoding_key(session.req_header()))?;
+        req.insert_header(
+            "accept-encoding",
+            crate::cache::key::accept_encoding_key(session.req_header()),
+        )?;
     }
     let via = headers::via(req.headers.get("via").and_then(|v| v.to_str().ok()));
     req.insert_header("via", via)?;
@@ -124,7 +175,10 @@ pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) {
         }
     }
     if let Some(server) = &ctx.server {
-        if let Some(c) = server.requests.get(crate::metrics::class_index(resp.status.as_u16())) {
+        if let Some(c) = server
+            .requests
+            .get(crate::metrics::class_index(resp.status.as_u16()))
+        {
             c.inc();
         }
         if let Some(pool) = &ctx.pool {

@@ -53,7 +53,9 @@ impl BackgroundService for HealthChecks {
 }
 
 async fn run_pool(pool: Arc<Pool>) {
-    let Some(h) = pool.cfg.health.clone() else { return };
+    let Some(h) = pool.cfg.health.clone() else {
+        return;
+    };
     let mut tick = tokio::time::interval(h.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -70,7 +72,9 @@ async fn run_pool(pool: Arc<Pool>) {
     }
 }
 
-async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(futs: impl Iterator<Item = F>) {
+async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
+    futs: impl Iterator<Item = F>,
+) {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
     for h in handles {
         let _ = h.await;
@@ -79,8 +83,14 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 
 /// One probe: `GET path` with `Connection: close`; healthy when the status is expected.
 async fn probe(pool: &Pool, server: &Server) -> bool {
-    let Some(h) = pool.cfg.health.as_ref() else { return true };
-    let host = if pool.cfg.host.is_empty() { server.label.clone() } else { pool.cfg.host.clone() };
+    let Some(h) = pool.cfg.health.as_ref() else {
+        return true;
+    };
+    let host = if pool.cfg.host.is_empty() {
+        server.label.clone()
+    } else {
+        pool.cfg.host.clone()
+    };
     let req = format!(
         "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: outpost-health\r\nConnection: close\r\n\r\n",
         h.path

@@ -57,8 +57,10 @@ impl Server {
 
     /// Takes over another server's health state (config reload).
     pub fn copy_health(&self, other: &Server, origin: &str) {
-        self.fails.store(other.fails.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.passes.store(other.passes.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.fails
+            .store(other.fails.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.passes
+            .store(other.passes.load(Ordering::Relaxed), Ordering::Relaxed);
         self.set_healthy(other.is_healthy(), origin);
     }
 
@@ -140,21 +142,37 @@ impl Pool {
         let backends: BTreeSet<Backend> = servers
             .iter()
             .map(|s| {
-                let weight = if cfg.selection == Selection::LeastConn { 1 } else { s.weight };
-                let mut b = Backend::new_with_weight(&s.label, weight)
-                    .unwrap_or_else(|_| Backend { addr: pingora::protocols::l4::socket::SocketAddr::Inet(s.addr), weight, ext: Default::default() });
+                let weight = if cfg.selection == Selection::LeastConn {
+                    1
+                } else {
+                    s.weight
+                };
+                let mut b =
+                    Backend::new_with_weight(&s.label, weight).unwrap_or_else(|_| Backend {
+                        addr: pingora::protocols::l4::socket::SocketAddr::Inet(s.addr),
+                        weight,
+                        ext: Default::default(),
+                    });
                 b.weight = weight;
                 b
             })
             .collect();
         let selector = match cfg.selection {
-            Selection::RoundRobin | Selection::Weighted => Selector::RoundRobin(Arc::new(RoundRobin::build(&backends))),
+            Selection::RoundRobin | Selection::Weighted => {
+                Selector::RoundRobin(Arc::new(RoundRobin::build(&backends)))
+            }
             Selection::Random => Selector::Random(Arc::new(Random::build(&backends))),
             Selection::Consistent => Selector::Consistent(Arc::new(Consistent::build(&backends))),
             Selection::LeastConn => Selector::LeastConn,
         };
         let duration = metrics.origin_duration(&cfg.name);
-        Self { cfg, servers, selector, epoch: Instant::now(), duration }
+        Self {
+            cfg,
+            servers,
+            selector,
+            epoch: Instant::now(),
+            duration,
+        }
     }
 
     /// The origin's name.
@@ -201,16 +219,23 @@ impl Pool {
                         // Compare active/weight without division: a.active * b.weight vs b.active * a.weight.
                         (a.active() * b.weight).cmp(&(b.active() * a.weight))
                     })
-                    .cloned()
+                    .cloned();
             }
         }?;
         self.by_addr(&addr).cloned()
     }
 
-    fn walk<I: BackendIter>(&self, iter: I, max: usize, ok: &dyn Fn(&Server) -> bool) -> Option<SocketAddr> {
+    fn walk<I: BackendIter>(
+        &self,
+        iter: I,
+        max: usize,
+        ok: &dyn Fn(&Server) -> bool,
+    ) -> Option<SocketAddr> {
         let mut it = UniqueIterator::new(iter, max);
         while let Some(b) = it.get_next() {
-            let Some(addr) = b.addr.as_inet().copied() else { continue };
+            let Some(addr) = b.addr.as_inet().copied() else {
+                continue;
+            };
             if self.by_addr(&addr).is_some_and(|s| ok(s)) {
                 return Some(addr);
             }
@@ -221,7 +246,11 @@ impl Pool {
 
     /// Records an active check result, flipping the server at the `fails`/`passes` thresholds.
     pub fn observe_check(&self, server: &Server, ok: bool) {
-        let (fails, passes) = self.cfg.health.as_ref().map_or((1, 1), |h| (h.fails, h.passes));
+        let (fails, passes) = self
+            .cfg
+            .health
+            .as_ref()
+            .map_or((1, 1), |h| (h.fails, h.passes));
         if ok {
             server.fails.store(0, Ordering::Relaxed);
             let n = server.passes.fetch_add(1, Ordering::Relaxed) + 1;
@@ -241,7 +270,9 @@ impl Pool {
     /// Passive check: a connection to `addr` failed. Counts like a failed active check;
     /// without active checks the server is retried after `PASSIVE_RETRY`.
     pub fn report_connect_failure(&self, addr: &SocketAddr) {
-        let Some(server) = self.by_addr(addr) else { return };
+        let Some(server) = self.by_addr(addr) else {
+            return;
+        };
         self.observe_check(server, false);
         if self.cfg.health.is_none() && !server.is_healthy() {
             let at = self.now_ms() + u64::try_from(PASSIVE_RETRY.as_millis()).unwrap_or(10_000);
@@ -251,7 +282,9 @@ impl Pool {
 
     /// Passive check: a response came back from `addr`.
     pub fn report_success(&self, addr: &SocketAddr) {
-        let Some(server) = self.by_addr(addr) else { return };
+        let Some(server) = self.by_addr(addr) else {
+            return;
+        };
         if self.cfg.health.is_none() {
             server.fails.store(0, Ordering::Relaxed);
             if !server.is_healthy() {

@@ -73,10 +73,19 @@ async fn invalid_host_returns_400_never_forwarded() {
     // HTTP/1 parser already refuses duplicate Host and userinfo in Host with a bare 400
     // before any hook runs; those must still be 400 and never forwarded.
     let requests: [(&[u8], bool); 4] = [
-        (b"GET /h1 HTTP/1.1\r\nHost: bad host\r\nConnection: close\r\n\r\n", true),
+        (
+            b"GET /h1 HTTP/1.1\r\nHost: bad host\r\nConnection: close\r\n\r\n",
+            true,
+        ),
         (b"GET /h4 HTTP/1.1\r\nConnection: close\r\n\r\n", true),
-        (b"GET /h2 HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n", false),
-        (b"GET /h3 HTTP/1.1\r\nHost: user@site.test\r\nConnection: close\r\n\r\n", false),
+        (
+            b"GET /h2 HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n",
+            false,
+        ),
+        (
+            b"GET /h3 HTTP/1.1\r\nHost: user@site.test\r\nConnection: close\r\n\r\n",
+            false,
+        ),
     ];
     let mut problems = Vec::new();
     for (req, ours) in requests {

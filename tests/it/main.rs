@@ -19,3 +19,4 @@ mod lifecycle;
 mod purge;
 mod routing;
 mod tiers;
+mod tls;

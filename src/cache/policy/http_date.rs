@@ -14,10 +14,14 @@ pub(super) fn parse(v: &[u8]) -> Option<SystemTime> {
     // wrong letter case, and asctime with its space-padded day.
     let toks: Vec<&str> = s.split(' ').collect();
     let rest = match toks[..] {
-        [wd, mon, "", day, time, year] | [wd, mon, day, time, year] if !wd.ends_with(',') && !day.is_empty() && day.len() <= 2 => {
+        [wd, mon, "", day, time, year] | [wd, mon, day, time, year]
+            if !wd.ends_with(',') && !day.is_empty() && day.len() <= 2 =>
+        {
             format!("{day:0>2} {} {year} {time} GMT", title(mon))
         }
-        [wd, day, mon, year, time, zone] if wd.ends_with(',') && zone.eq_ignore_ascii_case("gmt") => {
+        [wd, day, mon, year, time, zone]
+            if wd.ends_with(',') && zone.eq_ignore_ascii_case("gmt") =>
+        {
             format!("{day} {} {year} {time} GMT", title(mon))
         }
         _ => return None,
@@ -31,5 +35,7 @@ pub(super) fn parse(v: &[u8]) -> Option<SystemTime> {
 fn title(t: &str) -> String {
     let lower = t.to_ascii_lowercase();
     let mut c = lower.chars();
-    c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
 }

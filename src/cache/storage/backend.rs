@@ -25,12 +25,14 @@ use std::time::SystemTime;
 type Found = Option<(CacheMeta, HitHandler)>;
 
 impl Storage {
-    fn partial_hit(&self, fill: Arc<Fill>, v: Verdict) -> pingora::Result<(CacheMeta, HitHandler)> {
+    /// A reader of an in-flight fill; `None` when it can no longer be read from its start
+    /// (a pass-through fill that already released data).
+    fn partial_hit(&self, fill: Arc<Fill>, v: Verdict) -> pingora::Result<Found> {
         let mut meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
         if let Verdict::Expire(at) = v {
             meta.expire_at(at);
         }
-        Ok((meta, Box::new(StorageHit::partial(fill))))
+        Ok(StorageHit::partial(fill).map(|h| (meta, Box::new(h) as HitHandler)))
     }
 
     async fn lookup_memory(&self, k: HashBinary) -> Found {
@@ -89,8 +91,10 @@ impl StorageTrait for Storage {
         if let Some(fill) = self.fills.latest(&k) {
             let v = self.bans.verdict(fill.stamp, &fill.info);
             if v != Verdict::Gone {
-                self.memory.hits.fetch_add(1, Ordering::Relaxed);
-                return self.partial_hit(fill, v).map(Some);
+                if let Some(found) = self.partial_hit(fill, v)? {
+                    self.memory.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Some(found));
+                }
             }
         }
         if let Some(found) = self.lookup_memory(k).await {
@@ -124,7 +128,13 @@ impl StorageTrait for Storage {
             .map(u64::from)
             .map_err(|_| Error::explain(ErrorType::InternalError, "bad streaming write tag"))?;
         match self.fills.by_id(id) {
-            Some(fill) => self.partial_hit(fill, Verdict::Keep).map(Some),
+            Some(fill) => match self.partial_hit(fill, Verdict::Keep)? {
+                Some(found) => Ok(Some(found)),
+                None => Error::e_explain(
+                    ErrorType::InternalError,
+                    "streaming write already released data",
+                ),
+            },
             None => Error::e_explain(ErrorType::InternalError, "no fill for streaming write tag"),
         }
     }
@@ -144,7 +154,8 @@ impl StorageTrait for Storage {
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let stamp = self.stamp_for(key);
         let fill = Fill::new(id, key.combined_bin(), stamp, meta.serialize()?, info)
-            .spilling_to(self.disk.as_ref(), self.mem_object_limit);
+            .spilling_to(self.disk.as_ref(), self.mem_object_limit)
+            .passing_after(self.pass_limit());
         let fill = Arc::new(fill);
         self.fills.register(fill.clone());
         Ok(Box::new(FillWriter::new(self, fill)))

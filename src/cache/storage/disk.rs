@@ -228,6 +228,13 @@ impl DiskTier {
         crc32fast::hash(data)
     }
 
+    /// Drops body chunk `part` of generation `gen` (a fill that will not be stored). Best
+    /// effort: a chunk still in foyer's write queue may land anyway; without a head it is
+    /// unreachable and reclaimed with its block.
+    pub(crate) fn remove_chunk(&self, key: HashBinary, gen: u64, part: usize) {
+        self.hc.remove(&DiskKey::chunk(key, gen, part));
+    }
+
     /// Writes the head that makes an object visible (after all its chunks).
     pub(crate) fn put_head(&self, key: HashBinary, head: &Head) {
         self.put(DiskKey::head(key), head.encode());

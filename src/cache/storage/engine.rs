@@ -34,6 +34,7 @@ impl Storage {
     pub(super) async fn commit(&self, fill: &Fill, done: Completed) -> u64 {
         let chunks = match done {
             Completed::Memory(chunks) => chunks,
+            Completed::PassedThrough => return 0,
             Completed::Spilled { body_len, crcs } => {
                 return self.commit_spilled(fill, body_len, crcs)
             }

@@ -8,6 +8,13 @@
 //! that size and a disk tier exists it spills, writing fixed-size disk chunks as they fill
 //! up and publishing them to readers (who read them back from disk) instead of keeping
 //! them in RAM.
+//!
+//! Objects that cannot be stored at all (body over `cache.max_object`, or over what any tier
+//! takes) switch the fill to *pass-through*: nothing is stored (spilled chunks are dropped,
+//! spilling stops), `finish()` still succeeds, new lookups no longer join, and the readers
+//! already attached keep streaming every byte. Each attached reader registers its progress;
+//! in pass-through the fill drops the pieces every live reader has consumed, so a huge
+//! chunked response held by one client costs only the backlog of its slowest reader.
 
 use super::disk::DiskTier;
 use super::entry::{EntryInfo, MetaBin};
@@ -18,8 +25,9 @@ use parking_lot::{Mutex, RwLock};
 use pingora_cache::key::HashBinary;
 use pingora_cache::storage::streaming_write::U64WriteId;
 use pingora_cache::storage::{HandleMiss, MissFinishType};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use tokio::sync::watch;
 
 /// Progress of a fill, as seen by its readers.
@@ -55,6 +63,8 @@ pub(crate) enum Completed {
     Memory(Vec<Bytes>),
     /// The body is on disk as chunks with these crcs; only the head is left to write.
     Spilled { body_len: u64, crcs: Vec<u32> },
+    /// Too large to store: streamed to its readers only.
+    PassedThrough,
 }
 
 /// Writer-side state of a spilling fill.
@@ -68,6 +78,32 @@ struct Spill {
     published: u64,
 }
 
+/// Writer-side state of a fill.
+#[derive(Debug, Default)]
+struct Writing {
+    /// Body bytes held in memory before spilling.
+    mem: u64,
+    /// Body bytes written so far.
+    total: u64,
+    spill: Option<Spill>,
+}
+
+/// The published slots: slot `i` is `items[i - base]`; slots below `base` were released
+/// (pass-through only) after every attached reader consumed them.
+#[derive(Debug, Default)]
+struct Slots {
+    base: usize,
+    items: VecDeque<Slot>,
+    /// Index of the next slot each attached reader will read (dead ones are pruned).
+    readers: Vec<Weak<AtomicUsize>>,
+}
+
+impl Slots {
+    fn end(&self) -> usize {
+        self.base + self.items.len()
+    }
+}
+
 /// One object being written.
 #[derive(Debug)]
 pub(crate) struct Fill {
@@ -79,12 +115,15 @@ pub(crate) struct Fill {
     pub(crate) stamp: u64,
     pub(crate) meta: MetaBin,
     pub(crate) info: Arc<EntryInfo>,
-    slots: RwLock<Vec<Slot>>,
+    slots: RwLock<Slots>,
     state: watch::Sender<FillState>,
     /// Where to spill, and beyond how many in-memory bytes.
     pub(crate) disk: Option<&'static DiskTier>,
     spill_after: u64,
-    mem_bytes: Mutex<(u64, Option<Spill>)>,
+    /// Beyond this many body bytes the object is not stored: pass-through.
+    pass_after: u64,
+    passing: AtomicBool,
+    writing: Mutex<Writing>,
 }
 
 impl Fill {
@@ -102,11 +141,13 @@ impl Fill {
             stamp,
             meta,
             info,
-            slots: RwLock::new(Vec::new()),
+            slots: RwLock::new(Slots::default()),
             state,
             disk: None,
             spill_after: u64::MAX,
-            mem_bytes: Mutex::new((0, None)),
+            pass_after: u64::MAX,
+            passing: AtomicBool::new(false),
+            writing: Mutex::new(Writing::default()),
         }
     }
 
@@ -117,10 +158,35 @@ impl Fill {
         self
     }
 
+    /// Makes the fill pass through (not stored) once its body exceeds `limit` bytes.
+    pub(crate) fn passing_after(mut self, limit: u64) -> Self {
+        self.pass_after = limit;
+        self
+    }
+
     /// Body bytes held in memory (stops growing once the fill spills).
     #[cfg(test)]
     pub(crate) fn mem_bytes(&self) -> u64 {
-        self.mem_bytes.lock().0
+        self.writing.lock().mem
+    }
+
+    /// Body bytes of the in-memory slots the fill still holds.
+    #[cfg(test)]
+    pub(crate) fn retained_bytes(&self) -> usize {
+        let slots = self.slots.read();
+        slots
+            .items
+            .iter()
+            .map(|s| match s {
+                Slot::Mem(b) => b.len(),
+                Slot::Disk { .. } => 0,
+            })
+            .sum()
+    }
+
+    /// Whether the fill switched to pass-through (it will not be stored).
+    pub(crate) fn passing(&self) -> bool {
+        self.passing.load(Ordering::Acquire)
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<FillState> {
@@ -131,44 +197,144 @@ impl Fill {
         *self.state.borrow()
     }
 
+    /// Registers a reader that starts at slot 0; it reports its progress through the
+    /// returned counter. `None` once slots were released (it could not read the whole body).
+    pub(crate) fn attach(&self) -> Option<Arc<AtomicUsize>> {
+        let mut slots = self.slots.write();
+        if slots.base > 0 {
+            return None;
+        }
+        let progress = Arc::new(AtomicUsize::new(0));
+        slots.readers.retain(|r| r.strong_count() > 0);
+        slots.readers.push(Arc::downgrade(&progress));
+        Some(progress)
+    }
+
+    /// Slot `i`, or `None` if not published yet or already released.
     pub(crate) fn slot(&self, i: usize) -> Option<Slot> {
-        self.slots.read().get(i).cloned()
+        let slots = self.slots.read();
+        i.checked_sub(slots.base)
+            .and_then(|j| slots.items.get(j))
+            .cloned()
     }
 
     fn publish(&self, slot: Slot) {
         let n = {
             let mut slots = self.slots.write();
-            slots.push(slot);
-            slots.len()
+            slots.items.push_back(slot);
+            slots.end()
         };
         self.state.send_replace(FillState::Writing(n));
     }
 
-    fn push(&self, data: Bytes) {
-        if data.is_empty() || !matches!(self.state(), FillState::Writing(_)) {
+    /// Pass-through only: drops the slots every attached reader has read (all of them
+    /// when no reader is left); frees the disk chunks of released disk slots.
+    pub(crate) fn release_consumed(&self) {
+        if !self.passing() {
             return;
         }
-        let mut guard = self.mem_bytes.lock();
-        let (mem, spill) = &mut *guard;
-        let Some(disk) = self.disk else {
-            self.publish(Slot::Mem(data));
-            return;
+        let released: Vec<Slot> = {
+            let mut slots = self.slots.write();
+            let mut min = usize::MAX;
+            slots.readers.retain(|r| match r.upgrade() {
+                Some(p) => {
+                    min = min.min(p.load(Ordering::Acquire));
+                    true
+                }
+                None => false,
+            });
+            let upto = min.min(slots.end());
+            if upto <= slots.base {
+                return;
+            }
+            let n = upto - slots.base;
+            slots.base = upto;
+            slots.items.drain(..n).collect()
         };
-        if spill.is_none() {
-            *mem += data.len() as u64;
-            self.publish(Slot::Mem(data));
-            if *mem > self.spill_after {
-                *spill = Some(self.start_spill(disk, *mem));
+        self.forget_disk_slots(released.iter());
+    }
+
+    fn forget_disk_slots<'a>(&self, slots: impl Iterator<Item = &'a Slot>) {
+        let Some(disk) = self.disk else { return };
+        for s in slots {
+            if let Slot::Disk { part, .. } = s {
+                disk.remove_chunk(self.key, self.id, *part);
             }
-            return;
         }
-        if let Some(sp) = spill {
-            sp.pending.extend_from_slice(&data);
-            while sp.pending.len() >= disk.chunk_size() {
-                let rest = sp.pending.split_off(disk.chunk_size());
-                let chunk = std::mem::replace(&mut sp.pending, rest);
-                self.spill_chunk(disk, sp, &chunk);
+    }
+
+    /// Appends a body piece. True when this piece switched the fill to pass-through.
+    fn push(&self, data: Bytes) -> bool {
+        if data.is_empty() || !matches!(self.state(), FillState::Writing(_)) {
+            return false;
+        }
+        let mut guard = self.writing.lock();
+        let w = &mut *guard;
+        let before = w.total;
+        w.total = w.total.saturating_add(data.len() as u64);
+        if self.passing() {
+            self.publish(Slot::Mem(data));
+            self.release_consumed();
+            return false;
+        }
+        if w.total > self.pass_after {
+            self.start_passing(w, before);
+            self.publish(Slot::Mem(data));
+            self.release_consumed();
+            return true;
+        }
+        let Some(disk) = self.disk else {
+            w.mem += data.len() as u64;
+            self.publish(Slot::Mem(data));
+            return false;
+        };
+        match &mut w.spill {
+            None => {
+                w.mem += data.len() as u64;
+                self.publish(Slot::Mem(data));
+                if w.mem > self.spill_after {
+                    w.spill = Some(self.start_spill(disk, w.mem));
+                }
             }
+            Some(sp) => {
+                sp.pending.extend_from_slice(&data);
+                while sp.pending.len() >= disk.chunk_size() {
+                    let rest = sp.pending.split_off(disk.chunk_size());
+                    let chunk = std::mem::replace(&mut sp.pending, rest);
+                    self.spill_chunk(disk, sp, &chunk);
+                }
+            }
+        }
+        false
+    }
+
+    /// Switches to pass-through with `written` body bytes pushed so far: publishes what a
+    /// spill had not published yet, stops spilling and frees the disk chunks no published
+    /// slot refers to (the others go when their slots are released).
+    fn start_passing(&self, w: &mut Writing, written: u64) {
+        self.passing.store(true, Ordering::Release);
+        let Some(sp) = w.spill.take() else { return };
+        // Spilled bytes not yet published are the tail of the chunk being assembled.
+        let unpublished = usize::try_from(written.saturating_sub(sp.published))
+            .unwrap_or(usize::MAX)
+            .min(sp.pending.len());
+        if unpublished > 0 {
+            let tail = &sp.pending[sp.pending.len() - unpublished..];
+            self.publish(Slot::Mem(Bytes::copy_from_slice(tail)));
+        }
+        let Some(disk) = self.disk else { return };
+        let referenced: std::collections::HashSet<usize> = self
+            .slots
+            .read()
+            .items
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Disk { part, .. } => Some(*part),
+                Slot::Mem(_) => None,
+            })
+            .collect();
+        for part in (0..sp.next_part).filter(|p| !referenced.contains(p)) {
+            disk.remove_chunk(self.key, self.id, part);
         }
     }
 
@@ -180,7 +346,7 @@ impl Fill {
             crcs: Vec::new(),
             published: mem,
         };
-        let slots: Vec<Slot> = self.slots.read().clone();
+        let slots: Vec<Slot> = self.slots.read().items.iter().cloned().collect();
         for slot in slots {
             let Slot::Mem(b) = slot else { continue };
             let mut rest = &b[..];
@@ -222,28 +388,32 @@ impl Fill {
 
     /// Marks the body complete and says where it is.
     fn complete(&self) -> Completed {
-        let mut guard = self.mem_bytes.lock();
-        let done = match (&mut guard.1, self.disk) {
-            (Some(sp), Some(disk)) => {
-                if !sp.pending.is_empty() {
-                    let chunk = std::mem::take(&mut sp.pending);
-                    self.spill_chunk(disk, sp, &chunk);
+        let mut guard = self.writing.lock();
+        let done = if self.passing() {
+            Completed::PassedThrough
+        } else {
+            match (&mut guard.spill, self.disk) {
+                (Some(sp), Some(disk)) => {
+                    if !sp.pending.is_empty() {
+                        let chunk = std::mem::take(&mut sp.pending);
+                        self.spill_chunk(disk, sp, &chunk);
+                    }
+                    Completed::Spilled {
+                        body_len: sp.published,
+                        crcs: std::mem::take(&mut sp.crcs),
+                    }
                 }
-                Completed::Spilled {
-                    body_len: sp.published,
-                    crcs: std::mem::take(&mut sp.crcs),
+                _ => {
+                    let slots = self.slots.read();
+                    let chunks = slots.items.iter().filter_map(|s| match s {
+                        Slot::Mem(b) => Some(b.clone()),
+                        Slot::Disk { .. } => None,
+                    });
+                    Completed::Memory(chunks.collect())
                 }
-            }
-            _ => {
-                let slots = self.slots.read();
-                let chunks = slots.iter().filter_map(|s| match s {
-                    Slot::Mem(b) => Some(b.clone()),
-                    Slot::Disk { .. } => None,
-                });
-                Completed::Memory(chunks.collect())
             }
         };
-        let n = self.slots.read().len();
+        let n = self.slots.read().end();
         self.state.send_replace(FillState::Done(n));
         done
     }
@@ -256,6 +426,16 @@ impl Fill {
             }
             failed
         });
+    }
+}
+
+impl Drop for Fill {
+    fn drop(&mut self) {
+        // A pass-through fill's spilled chunks that readers still held are garbage now.
+        if self.passing() {
+            let slots = std::mem::take(self.slots.get_mut());
+            self.forget_disk_slots(slots.items.iter());
+        }
     }
 }
 
@@ -288,12 +468,20 @@ impl Fills {
         }
     }
 
-    /// The fill a reader of `key` should join, if one is still healthy.
+    /// Stops new readers from joining `fill` (it passes through).
+    fn unlist(&self, fill: &Fill) {
+        let mut m = self.maps.lock();
+        if m.by_key.get(&fill.key).is_some_and(|f| f.id == fill.id) {
+            m.by_key.remove(&fill.key);
+        }
+    }
+
+    /// The fill a reader of `key` should join, if one is still healthy and being stored.
     pub(crate) fn latest(&self, key: &HashBinary) -> Option<Arc<Fill>> {
         let m = self.maps.lock();
         m.by_key
             .get(key)
-            .filter(|f| f.state() != FillState::Failed)
+            .filter(|f| f.state() != FillState::Failed && !f.passing())
             .cloned()
     }
 
@@ -335,16 +523,28 @@ impl FillWriter {
 
 #[async_trait]
 impl HandleMiss for FillWriter {
+    /// Never fails: an oversized body switches the fill to pass-through instead (pingora
+    /// would fail the whole client request on an error here).
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> pingora::Result<()> {
-        self.fill.push(data);
+        if self.fill.push(data) {
+            self.storage.fills.unlist(&self.fill);
+            tracing::debug!(
+                id = self.fill.id,
+                "cache fill over its size limit: streaming it through without storing"
+            );
+        }
         Ok(())
     }
 
+    /// `Created(0)` for a pass-through fill: nothing was stored, and pingora only uses the
+    /// size for its eviction manager (none is configured).
     async fn finish(mut self: Box<Self>) -> pingora::Result<MissFinishType> {
         self.finished = true;
         let done = self.fill.complete();
         let size = self.storage.commit(&self.fill, done).await;
-        Ok(MissFinishType::Created(size as usize))
+        Ok(MissFinishType::Created(
+            usize::try_from(size).unwrap_or(usize::MAX),
+        ))
     }
 
     fn streaming_write_tag(&self) -> Option<&[u8]> {

@@ -14,6 +14,7 @@ use pingora_cache::storage::{HandleHit, Storage as StorageTrait};
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::CacheKey;
 use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -53,12 +54,20 @@ impl StorageHit {
         }
     }
 
-    pub(crate) fn partial(fill: Arc<Fill>) -> Self {
+    /// A reader of an in-flight fill, from its first byte. `None` if the fill already
+    /// released its start (it passes through; the caller treats it as a miss).
+    pub(crate) fn partial(fill: Arc<Fill>) -> Option<Self> {
+        let progress = fill.attach()?;
         let rx = fill.subscribe();
-        StorageHit {
+        Some(StorageHit {
             tier: Tier::Memory,
-            body: HitBody::Partial(PartialBody { fill, rx, next: 0 }),
-        }
+            body: HitBody::Partial(PartialBody {
+                fill,
+                rx,
+                next: 0,
+                progress,
+            }),
+        })
     }
 }
 
@@ -111,6 +120,8 @@ struct PartialBody {
     fill: Arc<Fill>,
     rx: watch::Receiver<FillState>,
     next: usize,
+    /// `next`, shared with the fill: a pass-through fill frees what every reader read.
+    progress: Arc<AtomicUsize>,
 }
 
 impl PartialBody {
@@ -157,12 +168,18 @@ impl PartialBody {
                 FillState::Writing(n) | FillState::Done(n) => n,
             };
             if self.next < available {
-                if let Some(slot) = self.fill.slot(self.next) {
-                    // Advance only once loaded: pingora may drop this future mid-way.
-                    let data = self.load(slot).await?;
-                    self.next += 1;
-                    return Ok(Some(data));
-                }
+                let Some(slot) = self.fill.slot(self.next) else {
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        "cache fill released a piece before this reader read it",
+                    );
+                };
+                // Advance only once loaded: pingora may drop this future mid-way.
+                let data = self.load(slot).await?;
+                self.next += 1;
+                self.progress.store(self.next, Ordering::Release);
+                self.fill.release_consumed();
+                return Ok(Some(data));
             }
             if matches!(state, FillState::Done(_)) {
                 return Ok(None);

@@ -19,6 +19,7 @@ use pingora_cache::CacheMeta;
 use std::time::Instant;
 
 mod disk;
+mod passthrough;
 
 fn leak(memory: u64) -> &'static Storage {
     Box::leak(Box::new(Storage::with_memory(memory, false)))

@@ -479,6 +479,13 @@ impl Outpost {
         self.admin.expect("admin address known after start")
     }
 
+    /// The first TLS listener (`listening tls=ADDR`, logged before the admin line, so it is
+    /// known once `start` returns). Panics with the output when there is none.
+    pub(crate) fn tls_addr(&self) -> SocketAddr {
+        let out = self.output();
+        listening_addr(&out, "tls=").unwrap_or_else(|| panic!("no `listening tls=` line:\n{out}"))
+    }
+
     pub(crate) fn config_path(&self) -> &Path {
         &self.config
     }
@@ -727,5 +734,11 @@ fn listening_lines_are_parsed_with_or_without_decoration() {
     assert_eq!(
         listening_addr(out, "admin="),
         "[::1]:0".parse::<SocketAddr>().ok()
+    );
+    assert_eq!(listening_addr(out, "tls="), None);
+    let tls = "INFO listening tls=127.0.0.1:8443\n";
+    assert_eq!(
+        listening_addr(tls, "tls="),
+        "127.0.0.1:8443".parse::<SocketAddr>().ok()
     );
 }

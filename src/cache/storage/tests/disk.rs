@@ -307,3 +307,76 @@ async fn a_fill_larger_than_memory_spills_to_disk_and_still_streams() {
     assert!(get(s, "http://a.test/spill").await.unwrap() == body);
     s.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_spilling_fill_stops_writing_to_disk_and_is_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = DiskConfig {
+        path: dir.path().to_path_buf(),
+        size: 64 * MIB,
+    };
+    // Memory keeps objects up to 8 KiB, max_object 1 MiB, disk chunks of 256 KiB.
+    let s = Storage::open_parts(64 * 1024, MIB, Some(&disk))
+        .await
+        .unwrap();
+    let s: &'static Storage = Box::leak(Box::new(s));
+    let tier = s.disk.as_ref().unwrap();
+    let chunk = tier.chunk_size();
+    let body = big_body(3 * MIB as usize + 1000);
+    let k = key("http://a.test/oversized");
+    let mut w = s
+        .get_miss_handler(&k, &meta(&[], 60), &span())
+        .await
+        .unwrap();
+    let tag = w.streaming_write_tag().unwrap().to_vec();
+    let id = u64::from(U64WriteId::try_from(&tag[..]).unwrap());
+    let (_, mut own) = s
+        .lookup_streaming_write(&k, Some(&tag), &span())
+        .await
+        .unwrap()
+        .unwrap();
+    let fill = s.fills.by_id(id).unwrap();
+    let mut seen = Vec::new();
+    for piece in body.chunks(64 * 1024) {
+        w.write_body(Bytes::copy_from_slice(piece), false)
+            .await
+            .unwrap();
+        while let Some(Ok(Some(b))) = own.read_body().now_or_never() {
+            seen.extend_from_slice(&b);
+        }
+    }
+    assert!(fill.passing());
+    let done = w.finish().await.unwrap();
+    assert!(matches!(
+        done,
+        pingora_cache::storage::MissFinishType::Created(0)
+    ));
+    seen.extend(read_all(&mut own).await.unwrap());
+    assert_eq!(seen.len(), body.len());
+    assert!(seen == body, "the reader gets the exact body");
+    assert!(fill.retained_bytes() <= 64 * 1024);
+    drop(own);
+    assert!(s.lookup(&k, &span()).await.unwrap().is_none(), "not stored");
+    assert_eq!(s.stats().disk.unwrap().objects, 0);
+    // Nothing past max_object was ever written to disk.
+    let k = k.combined_bin();
+    for part in (MIB as usize / chunk)..(body.len() / chunk + 1) {
+        let loaded = tier.load_chunk(k, id, part, 0, chunk).await;
+        assert_eq!(
+            loaded.err().map(|e| e.0),
+            Some("missing chunk"),
+            "part {part}"
+        );
+    }
+    drop(fill);
+    // Chunks spilled before the switch are dropped too.
+    for part in 0..(MIB as usize / chunk) {
+        let loaded = tier.load_chunk(k, id, part, 0, chunk).await;
+        assert_eq!(
+            loaded.err().map(|e| e.0),
+            Some("missing chunk"),
+            "part {part}"
+        );
+    }
+    s.close().await;
+}
