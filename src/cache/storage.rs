@@ -1,6 +1,7 @@
 //! Object storage behind `pingora_cache::storage::Storage`: a byte-bounded moka memory tier,
 //! an optional foyer disk tier behind it (lookups memory → disk, disk hits promoted, fills
-//! written through), streaming partial writes (readers join an in-flight fill), Vary-aware
+//! written through), streaming partial writes (readers join an in-flight fill; a fill whose
+//! body exceeds `cache.max_object` passes through unstored, see `fill.rs`), Vary-aware
 //! indexes and the ban records that make purges O(matching). Called by pingora through
 //! `cache.rs` and by the purge engine (`purge.rs`). Does not decide cacheability (`policy.rs`).
 

@@ -528,6 +528,53 @@ async fn cache_objects_above_max_object_stream_through_unstored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_chunked_body_above_max_object_reaches_every_client_whole() {
+    // No Content-Length: the size is only known while streaming. The client fed from the fill
+    // (and any waiter) must still get every byte; the object is just not stored.
+    let origin = Origin::new()
+        .route(
+            "/chunked",
+            Reply::chunked(64 * 1024, 48, ms(0)).header("cache-control", "max-age=60"),
+        )
+        .route(
+            "/slow-chunked",
+            Reply::chunked(64 * 1024, 24, ms(20)).header("cache-control", "max-age=60"),
+        )
+        .start()
+        .await;
+    let outpost = Outpost::builder()
+        .set("cache", "max_object", r#""1MiB""#)
+        .site("site.test", &origin)
+        .start()
+        .await;
+
+    for _ in 0..3 {
+        let r = outpost.get("site.test", "/chunked").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(
+            r.body.len(),
+            48 * 64 * 1024,
+            "truncated: {:?}",
+            r.header("cache-status")
+        );
+        assert!(r.body.iter().all(|b| *b == b'x'));
+        assert!(!r.is_hit(), "{r:?}");
+    }
+    assert_eq!(origin.hits("/chunked"), 3);
+
+    let replies =
+        futures::future::join_all((0..3).map(|_| outpost.get("site.test", "/slow-chunked"))).await;
+    for r in &replies {
+        assert_eq!(
+            (r.status, r.body.len()),
+            (200, 24 * 64 * 1024),
+            "{:?}",
+            r.header("cache-status")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cache_must_revalidate_forbids_serving_stale() {
     let failing = Origin::named("failing")
         .handler("/mr", |r| {

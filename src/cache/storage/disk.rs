@@ -228,9 +228,9 @@ impl DiskTier {
         crc32fast::hash(data)
     }
 
-    /// Drops body chunk `part` of generation `gen` (a fill that will not be stored). Best
-    /// effort: a chunk still in foyer's write queue may land anyway; without a head it is
-    /// unreachable and reclaimed with its block.
+    /// Drops body chunk `part` of generation `gen` (a fill that will not be stored). A chunk
+    /// still in foyer's write queue stays readable until flushed; the tombstone (a newer
+    /// sequence) then wins, and its space is reclaimed with its block.
     pub(crate) fn remove_chunk(&self, key: HashBinary, gen: u64, part: usize) {
         self.hc.remove(&DiskKey::chunk(key, gen, part));
     }
@@ -386,6 +386,19 @@ impl DiskTier {
 
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+impl DiskTier {
+    /// Waits (up to 10 s) until `key` is no longer in foyer's write queue.
+    pub(crate) async fn wait_flushed(&self, key: &DiskKey) {
+        let t0 = std::time::Instant::now();
+        while matches!(self.hc.storage().load(key).await, Ok(Load::Piece { .. }))
+            && t0.elapsed() < std::time::Duration::from_secs(10)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 }
 

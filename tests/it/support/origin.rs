@@ -111,6 +111,13 @@ impl Reply {
         }
     }
 
+    /// Like [`Reply::stream`] but without Content-Length: the body goes out chunked.
+    pub(crate) fn chunked(chunk_size: usize, count: usize, every: Duration) -> Self {
+        let mut r = Self::stream(chunk_size, count, every);
+        r.headers.retain(|(k, _)| k != "content-length");
+        r
+    }
+
     /// Adds a response header (repeatable).
     pub(crate) fn header(mut self, name: &str, value: impl Into<String>) -> Self {
         self.headers.push((name.to_ascii_lowercase(), value.into()));
