@@ -18,6 +18,8 @@ pub struct LiveOps {
     shared: Arc<Shared>,
     /// The config before the last successful reload or rollback.
     previous: Mutex<Option<Arc<Config>>>,
+    /// `disk_errors()` when the metric was last brought up to date.
+    disk_errors_seen: std::sync::atomic::AtomicU64,
 }
 
 impl LiveOps {
@@ -26,6 +28,7 @@ impl LiveOps {
         Self {
             shared,
             previous: Mutex::new(None),
+            disk_errors_seen: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -184,6 +187,9 @@ impl Ops for LiveOps {
         if let Some(d) = stats.disk {
             self.shared.metrics.set_tier("disk", d.objects, d.bytes);
         }
+        let errors = self.shared.cache.storage.disk_errors();
+        let seen = self.disk_errors_seen.swap(errors, std::sync::atomic::Ordering::Relaxed);
+        self.shared.metrics.disk_errors.inc_by(errors.saturating_sub(seen));
         serde_json::to_value(stats).unwrap_or(Value::Null)
     }
 }

@@ -239,6 +239,11 @@ impl Storage {
         }
     }
 
+    /// Disk-tier I/O errors and corrupt entries seen since start (process-wide).
+    pub fn disk_errors(&self) -> u64 {
+        disk::DISK_ERRORS.load(Ordering::Relaxed)
+    }
+
     /// The tier a hit handler returned by this storage reads from (`Memory` for others).
     pub fn hit_tier(h: &HitHandler) -> Tier {
         h.as_any()

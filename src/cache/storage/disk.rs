@@ -22,6 +22,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const MIB: u64 = 1 << 20;
+
+/// Disk reads that failed or found a corrupt entry (`outpost_cache_disk_errors_total`).
+pub(crate) static DISK_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Marks the head record in `DiskKey::part`.
 const HEAD: u32 = u32::MAX;
 
@@ -212,6 +216,7 @@ impl DiskTier {
             Ok(Load::Piece { piece, .. }) => Some(piece.value().0.clone()),
             Ok(Load::Throttled | Load::Miss) => None,
             Err(e) => {
+                DISK_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(path = %self.path.display(), error = %e, "disk cache read failed");
                 None
             }
@@ -309,6 +314,7 @@ impl DiskTier {
         match Head::decode(&rec) {
             Ok(h) => Some(h),
             Err(e) => {
+                DISK_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(path = %self.path.display(), reason = e.0, "corrupt disk cache entry removed");
                 self.remove(key);
                 None
@@ -360,6 +366,7 @@ impl DiskTier {
             match self.chunk(key, head, i).await {
                 Ok(c) => chunks.push(c),
                 Err(e) => {
+                    DISK_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(path = %self.path.display(), reason = e.0, "incomplete disk cache entry removed");
                     self.remove(key);
                     return None;
