@@ -142,17 +142,46 @@ fn open_storage(cfg: &crate::config::CacheConfig) -> Result<crate::cache::storag
         .map_err(|e| Error::Runtime(e.to_string()))
 }
 
+/// Prints `listening KIND=ADDR` for every listener once it accepts connections (Pingora binds
+/// when its services start, inside `Server::run`), then `ready` if given (the demo's banner).
+pub fn announce_when_accepting(bound: &Bound, ready: Option<String>) {
+    let mut all: Vec<(&'static str, SocketAddr)> =
+        bound.proxy.iter().map(|a| ("proxy", *a)).collect();
+    all.extend(bound.tls.iter().map(|a| ("tls", *a)));
+    all.push(("admin", bound.admin));
+    let spawned = std::thread::Builder::new()
+        .name("announce".into())
+        .spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            for (kind, addr) in all {
+                while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+                    .is_err()
+                {
+                    if Instant::now() > deadline {
+                        tracing::error!("{kind} listener {addr} is not accepting connections");
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                eprintln!("listening {kind}={addr}");
+            }
+            if let Some(text) = ready {
+                #[allow(clippy::print_stdout)]
+                {
+                    println!("{text}");
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("cannot start the listener announcer: {e}");
+    }
+}
+
 /// Serves until SIGTERM/SIGINT, then drains in-flight requests up to `grace_period`.
 pub fn run(cfg: Config) -> Result<(), Error> {
     let grace = cfg.server.grace_period;
     let (server, bound, shared) = build(cfg)?;
-    for a in &bound.proxy {
-        eprintln!("listening proxy={a}");
-    }
-    for a in &bound.tls {
-        eprintln!("listening tls={a}");
-    }
-    eprintln!("listening admin={}", bound.admin);
+    announce_when_accepting(&bound, None);
     server.run(RunArgs {
         shutdown_signal: Box::new(drain(shared, grace)),
     });

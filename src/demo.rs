@@ -24,22 +24,17 @@ pub fn run() -> Result<(), Error> {
     let cfg = crate::config::parse(&text, std::path::Path::new("."))?;
     let (server, bound, shared) = crate::app::build(cfg)?;
     let p = bound.proxy.first().copied().unwrap_or(proxy);
-    println!("outpost demo");
-    println!("  proxy:  http://{p}/");
-    println!("  origin: http://{origin}/   (sample content, served through the proxy)");
-    println!(
-        "  admin:  http://{}/status   (also /metrics, /readyz)",
-        bound.admin
+    let admin_addr = bound.admin;
+    let banner = format!(
+        "outpost demo\n  proxy:  http://{p}/\n  origin: http://{origin}/   (sample content, served through the proxy)\n  \
+         admin:  http://{admin_addr}/status   (also /metrics, /readyz)\n\nTry:\n  \
+         curl -si http://{p}/hello.txt | grep -i cache-status     # 1st: miss, stored\n  \
+         curl -si http://{p}/hello.txt | grep -i cache-status     # 2nd: hit\n  \
+         curl -si -X PURGE http://{p}/hello.txt                   # purge it\n\
+         Also: http://{p}/api/items (JSON), http://{p}/media/sample.bin (8 MiB, try Range: bytes=0-99)\n\
+         Stop with Ctrl-C."
     );
-    println!();
-    println!("Try:");
-    println!("  curl -si http://{p}/hello.txt | grep -i cache-status     # 1st: miss, stored");
-    println!("  curl -si http://{p}/hello.txt | grep -i cache-status     # 2nd: hit");
-    println!("  curl -si -X PURGE http://{p}/hello.txt                   # purge it");
-    println!("Also: http://{p}/api/items (JSON), http://{p}/media/sample.bin (8 MiB, try Range: bytes=0-99)");
-    println!("Stop with Ctrl-C.");
-    eprintln!("listening proxy={p}");
-    eprintln!("listening admin={}", bound.admin);
+    crate::app::announce_when_accepting(&bound, Some(banner));
     let grace = std::time::Duration::from_secs(2);
     server.run(pingora::server::RunArgs {
         shutdown_signal: Box::new(crate::app::drain(shared, grace)),

@@ -188,8 +188,13 @@ impl Ops for LiveOps {
             self.shared.metrics.set_tier("disk", d.objects, d.bytes);
         }
         let errors = self.shared.cache.storage.disk_errors();
-        let seen = self.disk_errors_seen.swap(errors, std::sync::atomic::Ordering::Relaxed);
-        self.shared.metrics.disk_errors.inc_by(errors.saturating_sub(seen));
+        let seen = self
+            .disk_errors_seen
+            .swap(errors, std::sync::atomic::Ordering::Relaxed);
+        self.shared
+            .metrics
+            .disk_errors
+            .inc_by(errors.saturating_sub(seen));
         serde_json::to_value(stats).unwrap_or(Value::Null)
     }
 }

@@ -225,7 +225,8 @@ class Outpost:
             stdout=subprocess.DEVNULL,
             stderr=self.errf,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "NO_COLOR": "1", "RUST_LOG": ""},
+            env={**{k: v for k, v in os.environ.items() if k != "RUST_LOG"}, "NO_COLOR": "1",
+                 **({"RUST_LOG": os.environ["BENCH_RUST_LOG"]} if "BENCH_RUST_LOG" in os.environ else {})},
         )
         CHILDREN.append(self.proc)
         self.pid = self.proc.pid
@@ -265,6 +266,8 @@ class Outpost:
         c.close()
         out = {}
         for line in text.splitlines():
+            if line.startswith("outpost_cache_disk_errors_total "):
+                out[("disk_errors", "total")] = float(line.rsplit(" ", 1)[1])
             if not line.startswith("outpost_cache_lookups_total{"):
                 continue
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
@@ -276,6 +279,28 @@ class Outpost:
         rc = stop_pid(self.proc, sig, 20)
         self.errf.close()
         return rc
+
+
+def log_errors(o):
+    """Distinct ERROR/WARN messages in outpost's stderr (timestamps, ports and hosts stripped)."""
+    counts = {}
+    try:
+        with open(o.log, errors="replace") as f:
+            for line in f:
+                if " ERROR " not in line and " WARN " not in line:
+                    continue
+                if "compression dictionary" in line:
+                    continue
+                msg = re.sub(r"^\S+\s+", "", line.strip())
+                msg = re.sub(r"Host: \S+|127\.0\.0\.1:\d+|/o/\d+/[\w.-]+", "…", msg)
+                counts[msg] = counts.get(msg, 0) + 1
+    except OSError:
+        pass
+    return counts
+
+
+def fmt_errors(counts):
+    return "; ".join(f"{n}x `{m[:160]}`" for m, n in sorted(counts.items(), key=lambda x: -x[1]))
 
 
 def drop_page_cache(path):
@@ -315,12 +340,14 @@ def fmt_lookups(d):
 _local = threading.local()
 
 
-def get(addr, path, headers=None, sink=None, timeout=120):
+def get(addr, path, headers=None, sink=None, timeout=120, fresh=False):
     """GET through one per-thread keep-alive connection. Returns (status, headers, body); with
     `sink`, the body is passed to sink(chunk) in pieces and `body` is its length."""
     conns = getattr(_local, "conns", None)
     if conns is None:
         conns = _local.conns = {}
+    if fresh and addr in conns:
+        conns.pop(addr).close()
     for attempt in range(2):
         c = conns.get(addr)
         if c is None:
@@ -460,6 +487,9 @@ def throughput(args, workdir):
                 sample=sample_cs,
             )
         rss, hwm = o.rss_kib()
+        errs = log_errors(o)
+        if errs:
+            notes.append(f"outpost stderr ({tier} config, measuring instance): {fmt_errors(errs)}")
         print(
             f"- {tier} config: `{cfg}`; fill of all objects {fill_s:.1f} s "
             f"({fetched} origin fetches in total so far); VmRSS after the runs {rss // 1024} MiB, "
@@ -531,7 +561,7 @@ def big_read(o, path, size, headers=None):
     s = Sampler(o)
     t0 = time.time()
     try:
-        st, hdrs, n = get(o.proxy, path, headers=headers, sink=h.update, timeout=300)
+        st, hdrs, n = get(o.proxy, path, headers=headers, sink=h.update, timeout=300, fresh=True)
         err = None
     except Exception as e:  # noqa: BLE001 - reported in the table
         st, hdrs, n, err = None, {}, 0, repr(e)
@@ -580,7 +610,11 @@ def rss_part(args, workdir):
         end = start + 3 * MIB + 12_345  # inclusive end below
         before, _ = o.rss_kib()
         c0 = origin.count()
-        st, h, body = get(o.proxy, path, headers={"Range": f"bytes={start}-{end - 1}"}, timeout=120)
+        try:
+            st, h, body = get(o.proxy, path, headers={"Range": f"bytes={start}-{end - 1}"},
+                              timeout=120, fresh=True)
+        except Exception as e:  # noqa: BLE001 - reported
+            st, h, body = repr(e)[:80], {}, b""
         exact = body == body_range(path, size, start, end)
         print(
             f"| {disk_size} | Range {start}-{end - 1} | {st} | `{h.get('cache-status', '')}` | "
@@ -591,6 +625,9 @@ def rss_part(args, workdir):
             problems.append(f"{disk_size} Range: status {st}, exact {exact}")
         m = o.metrics()
         print(f"| {disk_size} | lookups so far | | {fmt_lookups(m)} | | | | | | | |")
+        errs = log_errors(o)
+        if errs:
+            problems.append(f"{disk_size}: outpost stderr: {fmt_errors(errs)}")
         o.stop()
         origin.stop()
         shutil.rmtree(d, ignore_errors=True)
@@ -699,9 +736,9 @@ def restart_part(args, workdir):
             )
         o.stop()
         origin.stop()
-        log = tail(o.log, 600).strip()
-        if "ERROR" in log or "panic" in log:
-            problems.append(f"{name}: outpost stderr: {log}")
+        errs = log_errors(o)
+        if errs:
+            problems.append(f"{name}: outpost stderr after the restart: {fmt_errors(errs)}")
         shutil.rmtree(d, ignore_errors=True)
     print()
     for p in problems:

@@ -211,6 +211,7 @@ impl Storage {
         let prefixes: Vec<String> = req.prefixes.iter().map(|p| lower_authority(p)).collect();
         let hosts: Vec<String> = req.hosts.iter().map(|h| host_of(h)).collect();
         let mut url_keys = Vec::new();
+        let mut old_index = None;
         let mut banned = self.ban(soft, at, |idx, w, keys| {
             for url in &urls {
                 let mut pks = idx.primaries_of_url(url);
@@ -242,12 +243,16 @@ impl Storage {
                 let n = idx.len() as u64;
                 keys.clear(); // soft: applied lazily at lookup; hard: dropped wholesale below
                 if !soft {
-                    idx.clear();
+                    old_index = Some(idx.take());
                 }
                 return Some(n);
             }
             None
         });
+        if let Some(old) = old_index {
+            // Free the old index off the request path, with no lock held.
+            drop(tokio::task::spawn_blocking(move || drop(old)));
+        }
         self.persist(&mut banned).await;
         if !soft {
             self.forget_on_disk(url_keys);

@@ -1,7 +1,9 @@
-//! The disk tier (interface.md §4 "Tiers", §5 purge): objects survive clean and unclean
-//! restarts, and a purge holds across a restart.
+//! The disk tier (interface.md §4 "Tiers", §5 purge, §1 exit codes): objects survive clean
+//! and unclean restarts, a purge holds across a restart, corrupt files are misses (never a
+//! wrong body), objects larger than memory are served byte-exact (Range too), disk hits are
+//! promoted, the tier stays within its size, and an unusable path makes `run` exit 1.
 
-use crate::support::{eventually, ms, Origin, Outpost, Reply, Req};
+use crate::support::{eventually, ms, run_outpost, Origin, OriginSpec, Outpost, Reply, Req};
 use std::time::Duration;
 
 fn versioned(req: &Req) -> Reply {
@@ -116,4 +118,471 @@ async fn memory_tier_stays_within_its_byte_bound() {
     let newest = outpost.get("site.test", "/obj?i=29").await;
     assert!(newest.is_hit(), "{newest:?}");
     assert_eq!(origin.hits("/obj"), 30);
+}
+
+// --- disk tier: corruption, large objects, promotion, size bound, unusable path ---
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// `len` deterministic pseudo-random bytes (xorshift64), distinct for each `seed`, so any
+/// 64-byte window of one body is found nowhere else on disk.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// The foyer data files of a disk tier directory.
+fn foyer_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("foyer-storage-direct-fs-"))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Inverts `len` bytes at every place `needle` occurs in the foyer files of `dir`; returns
+/// how many places were corrupted.
+fn corrupt_where_found(dir: &std::path::Path, needle: &[u8], len: usize) -> usize {
+    use std::os::unix::fs::FileExt;
+    let mut corrupted = 0;
+    for path in foyer_files(dir) {
+        let data = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let mut at = 0;
+        while let Some(pos) = find(&data[at..], needle).map(|p| p + at) {
+            let end = (pos + len).min(data.len());
+            let flipped: Vec<u8> = data[pos..end].iter().map(|b| !b).collect();
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .expect("open foyer file for writing");
+            file.write_all_at(&flipped, pos as u64)
+                .expect("corrupt foyer file");
+            file.sync_all().expect("sync foyer file");
+            corrupted += 1;
+            at = end;
+        }
+    }
+    corrupted
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    let first = needle[0];
+    let mut from = 0;
+    while let Some(p) = haystack[from..].iter().position(|&b| b == first) {
+        let at = from + p;
+        if haystack.len() - at < needle.len() {
+            return None;
+        }
+        if &haystack[at..at + needle.len()] == needle {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
+}
+
+/// `outpost_cache_lookups_total{result="hit",tier}` for tiers disk and memory.
+async fn tier_hits(outpost: &Outpost) -> (f64, f64) {
+    let name = "outpost_cache_lookups_total";
+    let disk = outpost
+        .metric(name, &[("result", "hit"), ("tier", "disk")])
+        .await;
+    let memory = outpost
+        .metric(name, &[("result", "hit"), ("tier", "memory")])
+        .await;
+    (disk, memory)
+}
+
+/// The (disk, memory) hit counts once they are `before + added` (the counters are updated
+/// when a request is logged, just after its response went out), or after 3 s.
+async fn tier_hits_reach(outpost: &Outpost, before: (f64, f64), added: (f64, f64)) -> (f64, f64) {
+    let want = (before.0 + added.0, before.1 + added.1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = tier_hits(outpost).await;
+        if now == want || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(ms(50)).await;
+    }
+}
+
+/// An origin serving `/c0`..`/c{n-1}`: 300 KiB of [`noise`] each, fresh for 10 minutes.
+async fn noise_origin(n: u64) -> Origin {
+    let mut builder = Origin::new();
+    for i in 0..n {
+        let b = noise(i + 1, 300 * KIB);
+        builder = builder.handler(&format!("/c{i}"), move |_| {
+            Reply::ok(b.clone())
+                .header("content-type", "application/octet-stream")
+                .header("cache-control", "max-age=600")
+        });
+    }
+    builder.start().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_corrupt_file_is_a_miss_with_the_right_body() {
+    // Six 300 KiB objects (two disk chunks each); the even ones get corrupted.
+    const N: u64 = 6;
+    let body = |path: &str| -> Vec<u8> {
+        let i: u64 = path.trim_start_matches("/c").parse().expect("/cN");
+        noise(i + 1, 300 * KIB)
+    };
+    let origin = noise_origin(N).await;
+    let mut outpost = disk_site(&origin).await;
+    for i in 0..N {
+        let path = format!("/c{i}");
+        let r = outpost.get("site.test", &path).await;
+        assert!(r.status == 200 && r.body[..] == body(&path)[..], "{r:?}");
+    }
+    let disk = outpost.dir().join("disk-cache");
+    outpost.terminate();
+    let stopped = outpost.wait_exit(Duration::from_secs(10)).await;
+    assert!(
+        stopped.is_some_and(|e| e.success()),
+        "graceful stop failed ({stopped:?}):\n{}",
+        outpost.output()
+    );
+
+    // Invert 4 KiB inside the first chunk of each even object (found by its content, so the
+    // corruption hits object data, not foyer's block indexes).
+    for i in (0..N).step_by(2) {
+        let b = body(&format!("/c{i}"));
+        let n = corrupt_where_found(&disk, &b[100_000..100_064], 4 * KIB);
+        assert!(n >= 1, "object /c{i} not found in {:?}", foyer_files(&disk));
+    }
+
+    // Already stopped: this only starts it again on the same config and disk directory.
+    outpost.restart(false).await;
+    for i in 0..N {
+        let path = format!("/c{i}");
+        let r = outpost.get("site.test", &path).await;
+        assert_eq!(r.status, 200, "{path}: {r:?}");
+        assert!(
+            r.body[..] == body(&path)[..],
+            "{path}: wrong body ({} bytes) after corruption: {r:?}",
+            r.body.len()
+        );
+        let corrupted = i % 2 == 0;
+        if corrupted {
+            assert!(!r.is_hit(), "{path} corrupted but a hit: {r:?}");
+            assert_eq!(origin.hits(&path), 2, "{path} corrupted: must be refetched");
+        } else {
+            assert!(r.is_hit(), "{path} intact but not a hit: {r:?}");
+            assert_eq!(origin.hits(&path), 1, "{path} intact");
+        }
+    }
+    // Refetched objects are stored again.
+    let again = outpost.get("site.test", "/c0").await;
+    assert!(
+        again.is_hit() && again.body[..] == body("/c0")[..],
+        "{again:?}"
+    );
+    assert_eq!(outpost.wait_exit(ms(1)).await, None, "outpost died");
+    assert_eq!(outpost.admin_get("/healthz").await.status, 200);
+    let errors = outpost.metric("outpost_cache_disk_errors_total", &[]).await;
+    assert!(
+        errors >= 1.0,
+        "outpost_cache_disk_errors_total = {errors} after reading corrupt entries\n{}",
+        outpost.metrics_text().await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_garbled_and_truncated_files_never_give_a_wrong_body() {
+    const N: u64 = 8;
+    let origin = noise_origin(N).await;
+    let mut outpost = disk_site(&origin).await;
+    for i in 0..N {
+        let r = outpost.get("site.test", &format!("/c{i}")).await;
+        assert!(
+            r.status == 200 && r.body[..] == noise(i + 1, 300 * KIB)[..],
+            "{r:?}"
+        );
+    }
+    let disk = outpost.dir().join("disk-cache");
+    outpost.terminate();
+    let stopped = outpost.wait_exit(Duration::from_secs(10)).await;
+    assert!(stopped.is_some_and(|e| e.success()), "{}", outpost.output());
+
+    // Every third file truncated to nothing, every third inverted whole, the rest inverted
+    // after their first 4 KiB (block indexes and entry headers included).
+    let files = foyer_files(&disk);
+    assert!(!files.is_empty(), "no foyer files in {}", disk.display());
+    for (n, path) in files.iter().enumerate() {
+        let mut data = std::fs::read(path).expect("read foyer file");
+        match n % 3 {
+            0 => data.clear(),
+            1 => data.iter_mut().for_each(|b| *b = !*b),
+            _ => data.iter_mut().skip(4 * KIB).for_each(|b| *b = !*b),
+        }
+        std::fs::write(path, &data).expect("rewrite foyer file");
+    }
+
+    outpost.restart(false).await;
+    for round in 0..2 {
+        for i in 0..N {
+            let path = format!("/c{i}");
+            let r = outpost.get("site.test", &path).await;
+            assert_eq!(r.status, 200, "round {round} {path}: {r:?}");
+            assert!(
+                r.body[..] == noise(i + 1, 300 * KIB)[..],
+                "round {round} {path}: wrong body ({} bytes): {r:?}",
+                r.body.len()
+            );
+        }
+    }
+    assert!(
+        origin.hits_total() >= (N + 1) as usize,
+        "nothing was refetched after garbling every file"
+    );
+    assert_eq!(outpost.wait_exit(ms(1)).await, None, "outpost died");
+    assert_eq!(outpost.admin_get("/healthz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_object_larger_than_memory_is_served_byte_exact_with_ranges() {
+    const LEN: usize = 20 * MIB;
+    let body = noise(7, LEN); // aperiodic: a slice at a wrong offset cannot match
+    let origin = Origin::new()
+        .route(
+            "/big",
+            Reply::ok(body.clone())
+                .header("content-type", "application/octet-stream")
+                .header("cache-control", "max-age=600"),
+        )
+        .start()
+        .await;
+    let outpost = Outpost::builder()
+        .set("cache", "memory", r#""4MiB""#)
+        .set("cache", "max_object", r#""64MiB""#)
+        .disk("256MiB")
+        .site("*", &origin)
+        .start()
+        .await;
+
+    let first = outpost.get("site.test", "/big").await;
+    assert_eq!(first.status, 200, "{first:?}");
+    assert!(!first.is_hit(), "{first:?}");
+    assert!(first.body[..] == body[..], "first GET: body differs");
+    let hits = tier_hits(&outpost).await;
+
+    let second = outpost.get("site.test", "/big").await;
+    assert_eq!(second.status, 200, "{second:?}");
+    assert!(
+        second.is_hit(),
+        "20 MiB object not served from cache: {second:?}"
+    );
+    assert_eq!(
+        second.body.len(),
+        LEN,
+        "second GET: length differs: {second:?}"
+    );
+    assert_eq!(
+        crc32fast::hash(&second.body),
+        crc32fast::hash(&body),
+        "second GET: content differs"
+    );
+    let after = tier_hits_reach(&outpost, hits, (1.0, 0.0)).await;
+    assert_eq!(
+        (after.0 - hits.0, after.1 - hits.1),
+        (1.0, 0.0),
+        "want one disk hit (disk, memory)\n{}",
+        outpost.metrics_text().await
+    );
+
+    let total = LEN as u64;
+    let cases = [
+        ("bytes=0-99", 0usize, 99usize),
+        ("bytes=10485760-10485859", 10_485_760, 10_485_859),
+        ("bytes=-100", LEN - 100, LEN - 1),
+    ];
+    for (range, start, end) in cases {
+        let r = outpost
+            .request("GET", "site.test", "/big", &[("range", range)])
+            .await;
+        assert_eq!(r.status, 206, "{range}: {r:?}");
+        assert_eq!(
+            r.header("content-range"),
+            Some(format!("bytes {start}-{end}/{total}")),
+            "{range}: {r:?}"
+        );
+        assert!(
+            r.body[..] == body[start..=end],
+            "{range}: wrong slice ({} bytes): {r:?}",
+            r.body.len()
+        );
+    }
+    assert_eq!(origin.hits("/big"), 1, "cached object refetched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_hit_is_promoted_to_memory() {
+    let origin = Origin::new().handler("/p", versioned).start().await;
+    let mut outpost = disk_site(&origin).await;
+    assert_eq!(outpost.get("site.test", "/p").await.text(), "/p v1");
+    outpost.restart(true).await;
+
+    let before = tier_hits(&outpost).await;
+    assert_hit(&outpost, &origin, "/p", "first GET after restart").await;
+    let first = tier_hits_reach(&outpost, before, (1.0, 0.0)).await;
+    assert_eq!(
+        (first.0 - before.0, first.1 - before.1),
+        (1.0, 0.0),
+        "first GET after a restart: want one disk hit (disk, memory)\n{}",
+        outpost.metrics_text().await
+    );
+    assert_hit(&outpost, &origin, "/p", "second GET after restart").await;
+    let second = tier_hits_reach(&outpost, first, (0.0, 1.0)).await;
+    assert_eq!(
+        (second.0 - first.0, second.1 - first.1),
+        (0.0, 1.0),
+        "second GET: want a memory hit, the object promoted (disk, memory)\n{}",
+        outpost.metrics_text().await
+    );
+}
+
+/// Apparent size of every file under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// 1 MiB that differs for every `i` (and at every offset).
+fn fill_body(i: u64) -> Vec<u8> {
+    (0..MIB as u64)
+        .map(|j| ((j * 31 + i * 7919 + j / 251) % 251) as u8)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_stays_within_its_size() {
+    const SIZE: u64 = 64 * MIB as u64;
+    let origin = Origin::new()
+        .handler("/fill", |r| {
+            let i = r
+                .query
+                .as_deref()
+                .and_then(|q| q.strip_prefix("i="))
+                .and_then(|i| i.parse().ok())
+                .unwrap_or(0);
+            Reply::ok(fill_body(i))
+                .header("content-type", "application/octet-stream")
+                .header("cache-control", "max-age=600")
+        })
+        .start()
+        .await;
+    // Memory keeps objects up to 8MiB/8 = 1 MiB with a disk tier: these (1 MiB + headers)
+    // live on disk only.
+    let outpost = Outpost::builder()
+        .set("cache", "memory", r#""8MiB""#)
+        .set("cache", "max_object", r#""4MiB""#)
+        .disk("64MiB")
+        .site("*", &origin)
+        .start()
+        .await;
+
+    // 128 distinct objects of 1 MiB: twice the disk size.
+    for i in 0..128 {
+        let r = outpost.get("site.test", &format!("/fill?i={i}")).await;
+        assert_eq!((r.status, r.body.len()), (200, MIB), "object {i}: {r:?}");
+    }
+    let disk = outpost.dir().join("disk-cache");
+    let on_disk = dir_bytes(&disk);
+    assert!(
+        on_disk <= SIZE + SIZE / 10,
+        "disk directory holds {on_disk} bytes for a {SIZE}-byte tier"
+    );
+    // Still serving: the newest object is a (disk) hit, a new one is fetched.
+    let newest = outpost.get("site.test", "/fill?i=127").await;
+    assert!(
+        newest.is_hit() && newest.body[..] == fill_body(127)[..],
+        "{newest:?}"
+    );
+    let fresh = outpost.get("site.test", "/fill?i=1000").await;
+    assert!(
+        fresh.status == 200 && fresh.body[..] == fill_body(1000)[..],
+        "{fresh:?}"
+    );
+    assert_eq!(origin.hits("/fill"), 129);
+    // Evicted or not, every object comes back whole and right.
+    for i in (0..128).step_by(4) {
+        let r = outpost.get("site.test", &format!("/fill?i={i}")).await;
+        assert!(
+            r.status == 200 && r.body[..] == fill_body(i)[..],
+            "object {i} after eviction ({} bytes): {r:?}",
+            r.body.len()
+        );
+    }
+    // The tier's accounting must agree with what it can hold.
+    let status = outpost.admin_get("/status").await.json();
+    let bytes = status["cache"]["disk"]["bytes"].as_u64();
+    assert!(
+        bytes.is_some_and(|b| b > 0 && b <= SIZE),
+        "/status cache.disk.bytes {bytes:?} for a {SIZE}-byte tier: {}",
+        status["cache"]
+    );
+    let gauge = outpost
+        .metric("outpost_cache_bytes", &[("tier", "disk")])
+        .await;
+    assert!(
+        gauge <= SIZE as f64,
+        "outpost_cache_bytes{{tier=disk}} = {gauge}"
+    );
+}
+
+#[test]
+fn run_with_unusable_disk_path_exits_1_naming_the_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("file");
+    std::fs::write(&file, b"not a directory").expect("write file");
+    let unusable = file.join("sub");
+    let unusable = unusable.to_str().expect("utf-8 temp path");
+    let text = Outpost::builder()
+        .origin(OriginSpec::new("app").server_addr(([127, 0, 0, 1], 9).into(), 1))
+        .route("*", "/", "app")
+        .raw(&format!(
+            "[cache.disk]\npath = {unusable:?}\nsize = \"64MiB\""
+        ))
+        .config_text();
+    let config = dir.path().join("outpost.toml");
+    std::fs::write(&config, &text).expect("write config");
+    let config = config.to_str().expect("utf-8 temp path");
+
+    let check = run_outpost(&["check", "-c", config], &[], Duration::from_secs(15));
+    assert_eq!(
+        check.code,
+        Some(0),
+        "check binds nothing and must accept the file:\n{text}\n{}",
+        check.all
+    );
+    let run = run_outpost(&["run", "-c", config], &[], Duration::from_secs(15));
+    assert_eq!(run.code, Some(1), "run:\n{text}\n{}", run.all);
+    assert!(
+        run.all.contains(unusable),
+        "the message does not name {unusable}:\n{}",
+        run.all
+    );
 }

@@ -112,9 +112,12 @@ pub(crate) struct DiskTier {
     pub(crate) object_limit: u64,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
-    /// Written by this process minus removed by it (foyer does not report its contents).
+    /// Written by this process (foyer reclaims whole blocks without telling which objects
+    /// went, so these only grow); reported clamped to `capacity`, see [`DiskTier::bytes`].
     objects: AtomicU64,
     bytes: AtomicU64,
+    /// `cache.disk.size`.
+    capacity: u64,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -200,6 +203,7 @@ impl DiskTier {
             misses: AtomicU64::new(0),
             objects: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            capacity: cfg.size,
         })
     }
 
@@ -387,12 +391,23 @@ impl DiskTier {
         self.hc.close().await.map_err(|e| unusable(&self.path, e))
     }
 
+    /// Objects on disk, estimated: once more was written than fits, the count is scaled by
+    /// the share that can still be there (foyer evicts whole blocks, oldest first).
     pub(crate) fn objects(&self) -> u64 {
-        self.objects.load(Ordering::Relaxed)
+        let (objects, written) = (
+            self.objects.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        );
+        if written <= self.capacity || written == 0 {
+            return objects;
+        }
+        u64::try_from(u128::from(objects) * u128::from(self.capacity) / u128::from(written))
+            .unwrap_or(objects)
     }
 
+    /// Bytes on disk, estimated: what this process wrote, at most the device's capacity.
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.bytes.load(Ordering::Relaxed).min(self.capacity)
     }
 }
 

@@ -19,6 +19,9 @@ const MAX_TAG_LEN: usize = 1024;
 pub(crate) type MetaBin = (Vec<u8>, Vec<u8>);
 
 /// What purges match an object on. Shared (`Arc`) between a fill and the entry it becomes.
+/// Fixed per-object memory outside the object's own bytes (see [`Entry::weight`]).
+pub(crate) const ENTRY_OVERHEAD: usize = 1024;
+
 #[derive(Debug)]
 pub(crate) struct EntryInfo {
     /// `key.primary_bin()`: every Vary variant of a URL has the same one.
@@ -119,9 +122,15 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// Bytes charged to the memory tier: serialized header + internal meta + body.
+    /// Bytes charged to the memory tier: serialized header + internal meta + body, plus the
+    /// bookkeeping each object costs besides its bytes (moka node, index slots, URL and tag
+    /// strings, hit handler state; measured at about 1.4 KB per object in benches/RESULTS.md),
+    /// so `cache.memory` bounds the process, not just the payload.
     pub(crate) fn weight(&self) -> u64 {
-        (self.meta.0.len() + self.meta.1.len() + self.body.len()) as u64
+        let strings = self.info.url.len() * 2
+            + self.info.host.len()
+            + self.info.tags.iter().map(|t| t.len() * 2).sum::<usize>();
+        (self.meta.0.len() + self.meta.1.len() + self.body.len() + ENTRY_OVERHEAD + strings) as u64
     }
 
     pub(crate) fn cache_meta(&self) -> pingora::Result<CacheMeta> {

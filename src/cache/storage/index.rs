@@ -186,7 +186,9 @@ impl Index {
     }
 
     /// Every object (only used to count an `all` purge).
-    pub(crate) fn clear(&mut self) {
-        *self = Index::default();
+    /// Empties the index and hands back the old contents, so the caller can free them
+    /// after releasing its locks (dropping millions of entries takes a while).
+    pub(crate) fn take(&mut self) -> Index {
+        std::mem::take(self)
     }
 }
