@@ -18,9 +18,15 @@ Prints markdown (paste it under "## Disk tier" in benches/RESULTS.md). Parts:
    disk 3GiB (and 9GiB: the disk tier only keeps objects <= disk size/8): VmRSS sampled every
    100 ms during the fill and a full cached read; sha256 of the client's body vs the origin's;
    a Range read in the middle (206, exact bytes).
-3. restart: fill objects, stop outpost (SIGTERM, then in a second round SIGKILL), stop the
-   origin, start outpost on the same disk path: every object must be a hit with the right
-   body and ttl ~= 3600 - elapsed.
+3. restart: fill 30000 x 1 KiB + 20 x 100 KiB + 4 x 10 MiB objects (8 clients), stop outpost
+   (SIGTERM 1 s after the fill; SIGKILL 1 s after; SIGKILL at once), stop the origin, start
+   outpost on the same disk path: every object must be a hit with the right body and
+   ttl ~= 3600 - elapsed. Then the origin comes back, 500 new objects are filled and the
+   recovered objects are read again.
+
+Outpost's WARN/ERROR lines are summarised under each part (BENCH_RUST_LOG=... sets RUST_LOG
+for outpost). Options: --parts, --seconds (BENCH_SECONDS), --conns, --threads, --scale (object
+counts of part 1), --big (bytes), --big-disk (disk sizes for part 2), --workdir (kept).
 
 The origin is a python3 http.server (a child process of this script, 127.0.0.1:0) serving
 `/o/<size>/<name>` with a deterministic body of <size> bytes, `Cache-Control: max-age=3600`
@@ -443,7 +449,7 @@ def throughput(args, workdir):
     seconds, conns, threads = args.seconds, args.conns, args.threads
     results = {}
     notes = []
-    print("### 1. Memory-hit vs disk-hit throughput (wrk, random objects)\n")
+    print("#### 1. Memory-hit vs disk-hit throughput (wrk, random objects)\n")
     global SIZES
     SIZES = [(label, size, max(2, int(n * args.scale))) for label, size, n in SIZES]
     for tier in ("memory", "disk"):
@@ -574,7 +580,7 @@ def big_read(o, path, size, headers=None):
 def rss_part(args, workdir):
     size = args.big
     path = f"/o/{size}/big"
-    print(f"### 2. RSS while filling and serving one {size // MIB} MiB object\n")
+    print(f"#### 2. RSS while filling and serving one {size // MIB} MiB object\n")
     t0 = time.time()
     want = body_sha256(path, size)
     print(f"origin body sha256 `{want}` (computed in {time.time() - t0:.1f} s)\n")
@@ -675,7 +681,7 @@ def read_all(o, paths, workers=8):
 def restart_part(args, workdir):
     total = sum(n for _, n in RESTART_OBJECTS)
     print(
-        f"### 3. Restart persistence (disk 2GiB, memory 64MiB; {total} objects: "
+        f"#### 3. Restart persistence (disk 2GiB, memory 64MiB; {total} objects: "
         + ", ".join(f"{n} x {s // KIB} KiB" for s, n in RESTART_OBJECTS)
         + ")\n"
     )
@@ -766,7 +772,7 @@ def main():
         raise SystemExit(f"{args.bin}: not found (cargo build --release)")
     workdir = args.workdir or tempfile.mkdtemp(prefix="outpost-bench-disk-")
     os.makedirs(workdir, exist_ok=True)
-    print(f"## outpost disk-tier bench ({time.strftime('%Y-%m-%d %H:%M %Z')})\n")
+    print(f"### outpost disk-tier bench ({time.strftime('%Y-%m-%d %H:%M %Z')})\n")
     print(f"binary `{args.bin}` (mtime {time.ctime(os.path.getmtime(args.bin))}, "
           f"{os.environ.get('BENCH_BUILD', 'build not recorded')}), "
           f"{os.cpu_count()} cores, loadavg at start {loadavg()}\n")

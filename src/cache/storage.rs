@@ -211,6 +211,21 @@ impl Storage {
         self.max_object.min(tiers)
     }
 
+    /// The largest body (bytes) any tier stores with this config: `cache.max_object`, or
+    /// less when neither the memory tier (its per-object limit) nor the disk tier (at most
+    /// `cache.disk.size / 8`) takes objects that large. A response with a larger
+    /// Content-Length is streamed through and not stored. (Objects near the limit may
+    /// still not be stored: the limits also count the serialized headers.)
+    pub fn max_storable(&self) -> u64 {
+        self.pass_limit()
+    }
+
+    /// Disk records foyer dropped because its write queue was full (process-wide); the
+    /// objects they belonged to were not stored on disk.
+    pub fn disk_dropped_writes(&self) -> u64 {
+        disk::DISK_DROPPED_WRITES.load(Ordering::Relaxed)
+    }
+
     /// Flushes and closes the disk tier (call once on shutdown; a no-op without disk).
     /// Objects written before are found by the next run even without it (`kill -9`).
     pub async fn close(&self) {

@@ -2,7 +2,7 @@
 //! is in-flight fill → memory → disk (a disk hit is promoted); every object found is judged
 //! by the ban records first. Nothing here panics on a missing entry.
 
-use super::disk::DiskBody;
+use super::disk::{DiskBody, DISK_ERRORS};
 use super::entry::{Entry, EntryInfo};
 use super::fill::{Fill, FillWriter};
 use super::hit::StorageHit;
@@ -67,6 +67,17 @@ impl Storage {
             meta.expire_at(at);
         }
         if head.weight() > self.mem_object_limit {
+            // Streamed: once the 200 and its Content-Length are out, a missing chunk can
+            // only cut the body short. Serve only objects whose chunks are all there.
+            if !disk.has_chunks(k, head.gen, head.chunk_crcs.len()) {
+                DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    reason = "missing chunk",
+                    "incomplete disk cache entry removed"
+                );
+                disk.remove(k);
+                return None;
+            }
             let body = DiskBody::new(disk, k, head);
             return Some((meta, Box::new(StorageHit::disk(body))));
         }

@@ -23,8 +23,14 @@ use std::sync::Arc;
 
 const MIB: u64 = 1 << 20;
 
-/// Disk reads that failed or found a corrupt entry (`outpost_cache_disk_errors_total`).
+/// Disk reads that failed or found a corrupt or incomplete entry, including failures in the
+/// middle of a streamed body (`outpost_cache_disk_errors_total`).
 pub(crate) static DISK_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Records foyer did not accept (its submit queue was full): the object they belonged to was
+/// not made visible. Not an I/O error; see [`DiskTier::put`].
+pub(crate) static DISK_DROPPED_WRITES: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
 
 /// Marks the head record in `DiskKey::part`.
 const HEAD: u32 = u32::MAX;
@@ -118,6 +124,10 @@ pub(crate) struct DiskTier {
     bytes: AtomicU64,
     /// `cache.disk.size`.
     capacity: u64,
+    /// Record bytes submitted to foyer since the last completed [`DiskTier::throttle`] wait.
+    submitted: AtomicU64,
+    /// Above this many `submitted` bytes, async writers wait for foyer's flushers first.
+    submit_budget: u64,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -172,6 +182,7 @@ impl DiskTier {
             .map_err(|e| unusable(&path, format!("cannot start disk I/O threads: {e}")))?;
         let spawner = Spawner::from(runtime); // from here on dropped without blocking
         let queue = (2 * max_object).clamp(64 * MIB, 1024 * MIB) as usize;
+        let buffer_pool = (4 * block).max(16 * MIB) as usize;
         let device = FsDeviceBuilder::new(&path)
             .with_capacity(cfg.size as usize)
             .build()
@@ -179,7 +190,7 @@ impl DiskTier {
         let engine = BlockEngineConfig::new(device)
             .with_block_size(block as usize)
             .with_tombstone_log(true)
-            .with_buffer_pool_size((4 * block).max(16 * MIB) as usize)
+            .with_buffer_pool_size(buffer_pool)
             .with_submit_queue_size_threshold(queue);
         let hc = HybridCacheBuilder::new()
             .with_name("outpost-disk")
@@ -204,14 +215,68 @@ impl DiskTier {
             objects: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             capacity: cfg.size,
+            submitted: AtomicU64::new(0),
+            // foyer drops a record when its submit queue is over `queue`, and also when the
+            // flusher's buffer (`buffer_pool` with one flusher) fills up while the previous
+            // batch is being written: stay well below both.
+            submit_budget: (queue.min(buffer_pool) / 2) as u64,
         })
     }
 
-    pub(super) fn put(&self, key: DiskKey, record: Vec<u8>) {
+    /// Submits a record. False when foyer did not take it: over its submit-queue threshold
+    /// it drops records silently (`BlockEngine::enqueue`). A record foyer took sits in its
+    /// write queue (the keeper) or is indexed, so `may_contains` sees it right away; one it
+    /// dropped is in neither (barring a hash collision). It can still be dropped later, if the
+    /// flusher's buffer overflows: [`DiskTier::has_chunks`] before trusting it.
+    pub(super) fn put(&self, key: DiskKey, record: Vec<u8>) -> bool {
+        // What it takes in foyer's flush buffer: key, value and entry header, page-aligned.
+        let size = ((record.len() + 28 + 64) as u64).next_multiple_of(4096);
+        self.submitted.fetch_add(size, Ordering::Relaxed);
+        let probe = key.clone();
         self.hc
             .storage_writer(key)
             .force()
             .insert(DiskValue(Bytes::from(record)));
+        let taken = self.hc.storage().may_contains(&probe);
+        if !taken {
+            DISK_DROPPED_WRITES.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// Backpressure for async writers: once more than the budget was submitted since the
+    /// last wait, waits until foyer's flushers processed everything submitted so far, so
+    /// its queues do not overflow and drop records. Sync call sites do not wait.
+    pub(crate) async fn throttle(&self) {
+        let seen = self.submitted.load(Ordering::Relaxed);
+        if seen <= self.submit_budget {
+            return;
+        }
+        self.hc.storage().wait().await;
+        // What was submitted before the wait has been processed (written or dropped).
+        let _ = self
+            .submitted
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(seen))
+            });
+    }
+
+    /// Whether every body chunk of generation `gen` (`parts` of them) is still there:
+    /// an index check without I/O (a rare false positive is possible, never a false
+    /// negative). Objects missing one can only be served partially.
+    pub(crate) fn has_chunks(&self, key: HashBinary, gen: u64, parts: usize) -> bool {
+        self.has_chunks_from(key, gen, 0, parts)
+    }
+
+    /// [`DiskTier::has_chunks`] for chunks `from..to`.
+    pub(crate) fn has_chunks_from(
+        &self,
+        key: HashBinary,
+        gen: u64,
+        from: usize,
+        to: usize,
+    ) -> bool {
+        (from..to).all(|i| self.hc.contains(&DiskKey::chunk(key, gen, i)))
     }
 
     async fn get(&self, key: &DiskKey) -> Option<Bytes> {
@@ -231,10 +296,17 @@ impl DiskTier {
         self.chunk_size
     }
 
-    /// Writes body chunk `part` of generation `gen`; returns its crc32.
-    pub(crate) fn put_chunk(&self, key: HashBinary, gen: u64, part: usize, data: &[u8]) -> u32 {
-        self.put(DiskKey::chunk(key, gen, part), format::encode_chunk(data));
-        crc32fast::hash(data)
+    /// Writes body chunk `part` of generation `gen`; returns its crc32 and whether foyer
+    /// took the record (see [`DiskTier::put`]).
+    pub(crate) fn put_chunk(
+        &self,
+        key: HashBinary,
+        gen: u64,
+        part: usize,
+        data: &[u8],
+    ) -> (u32, bool) {
+        let taken = self.put(DiskKey::chunk(key, gen, part), format::encode_chunk(data));
+        (crc32fast::hash(data), taken)
     }
 
     /// Drops body chunk `part` of generation `gen` (a fill that will not be stored). A chunk
@@ -246,17 +318,21 @@ impl DiskTier {
 
     /// Writes the head that makes an object visible (after all its chunks).
     pub(crate) fn put_head(&self, key: HashBinary, head: &Head) {
-        self.put(DiskKey::head(key), head.encode());
-        self.objects.fetch_add(1, Ordering::Relaxed);
-        self.bytes.fetch_add(head.weight(), Ordering::Relaxed);
+        if self.put(DiskKey::head(key), head.encode()) {
+            self.objects.fetch_add(1, Ordering::Relaxed);
+            self.bytes.fetch_add(head.weight(), Ordering::Relaxed);
+        }
     }
 
-    /// Writes an object: chunks first, the head last (a torn write leaves no head).
-    pub(crate) fn write(&self, key: HashBinary, entry: &Entry) {
+    /// Writes an object: chunks first, the head last (a torn write leaves no head). Waits
+    /// for foyer's flushers when much was submitted ([`DiskTier::throttle`]); writes no head
+    /// when foyer dropped a chunk (the object is then simply not on disk).
+    pub(crate) async fn write(&self, key: HashBinary, entry: &Entry) {
         if entry.weight() > self.object_limit {
             return;
         }
         let mut crcs = Vec::new();
+        let mut whole = true;
         let mut buf = Vec::with_capacity(self.chunk_size.min(entry.body.len()));
         let mut i = 0;
         while let Some(chunk) = entry.body.chunk(i) {
@@ -266,14 +342,24 @@ impl DiskTier {
                 buf.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
                 if buf.len() == self.chunk_size {
-                    crcs.push(self.put_chunk(key, entry.id, crcs.len(), &buf));
+                    self.throttle().await;
+                    let (crc, taken) = self.put_chunk(key, entry.id, crcs.len(), &buf);
+                    crcs.push(crc);
+                    whole &= taken;
                     buf.clear();
                 }
             }
             i += 1;
         }
         if !buf.is_empty() {
-            crcs.push(self.put_chunk(key, entry.id, crcs.len(), &buf));
+            self.throttle().await;
+            let (crc, taken) = self.put_chunk(key, entry.id, crcs.len(), &buf);
+            crcs.push(crc);
+            whole &= taken;
+        }
+        if !whole || !self.has_chunks(key, entry.id, crcs.len()) {
+            tracing::debug!(path = %self.path.display(), "disk write dropped by foyer: object not stored on disk");
+            return;
         }
         let head = self.head_for(
             entry.id,
@@ -413,6 +499,16 @@ impl DiskTier {
 
 #[cfg(test)]
 impl DiskTier {
+    /// Waits until foyer's flushers processed everything submitted so far.
+    pub(crate) async fn wait_all(&self) {
+        self.hc.storage().wait().await;
+    }
+
+    /// Record bytes submitted since the last throttle wait.
+    pub(crate) fn submitted(&self) -> u64 {
+        self.submitted.load(Ordering::Relaxed)
+    }
+
     /// Waits (up to 10 s) until `key` is no longer in foyer's write queue.
     pub(crate) async fn wait_flushed(&self, key: &DiskKey) {
         let t0 = std::time::Instant::now();
@@ -478,6 +574,8 @@ impl DiskBody {
         let chunk = match self.disk.chunk(self.key, &self.head, i).await {
             Ok(c) => c,
             Err(e) => {
+                DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(path = %self.disk.path.display(), reason = e.0, "disk cache entry unreadable mid-body: removed");
                 self.disk.remove(self.key);
                 return Error::e_explain(
                     ErrorType::InternalError,
@@ -489,6 +587,8 @@ impl DiskBody {
         let take =
             ((chunk.len() - within.min(chunk.len())) as u64).min(self.end - self.pos) as usize;
         if take == 0 {
+            DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
+            self.disk.remove(self.key);
             return Error::e_explain(
                 ErrorType::InternalError,
                 "disk cache entry shorter than its head",

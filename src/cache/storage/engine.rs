@@ -55,9 +55,16 @@ impl Storage {
     /// visible, unless a purge newer than the fill forbids it.
     fn commit_spilled(&self, fill: &Fill, body_len: u64, crcs: Vec<u32>) -> u64 {
         let Some(disk) = fill.disk else { return 0 };
+        let parts = crcs.len();
         let mut head = disk.head_for(fill.id, fill.stamp, body_len, crcs, &fill.meta, &fill.info);
         let weight = head.weight();
         if weight > disk.object_limit {
+            return weight;
+        }
+        // foyer may have dropped a chunk (full write queue): never make a partial object
+        // visible.
+        if !disk.has_chunks(fill.key, fill.id, parts) {
+            tracing::debug!(id = fill.id, "spilled fill lost a disk chunk: not stored");
             return weight;
         }
         match self.bans.verdict(fill.stamp, &fill.info) {
@@ -106,7 +113,7 @@ impl Storage {
             v
         };
         if let Some(d) = disk {
-            d.write(key, &entry);
+            d.write(key, &entry).await;
         }
         if !to_memory {
             return;

@@ -6,8 +6,12 @@
 //!
 //! Memory stays bounded for objects larger than the memory tier takes: once a fill passes
 //! that size and a disk tier exists it spills, writing fixed-size disk chunks as they fill
-//! up and publishing them to readers (who read them back from disk) instead of keeping
-//! them in RAM.
+//! up. Readers never depend on a spilled copy being readable (foyer can drop a record when
+//! its write queue is full): each spilled piece is published with a memory copy, which the
+//! fill drops once every attached reader has read past it (the same progress tracking as
+//! pass-through below). Only readers that join later read those pieces back from disk, and
+//! they join only if the chunks are still indexed. A fill that finds one of its chunks
+//! dropped switches to pass-through (not stored).
 //!
 //! Objects that cannot be stored at all (body over `cache.max_object`, or over what any tier
 //! takes) switch the fill to *pass-through*: nothing is stored (spilled chunks are dropped,
@@ -46,8 +50,10 @@ pub(crate) enum FillState {
 pub(crate) enum Slot {
     /// Held in memory.
     Mem(Bytes),
-    /// Bytes `start..end` of disk chunk `part` (which is `len` long with crc `crc`).
+    /// Bytes `start..end` of disk chunk `part` (which is `len` long with crc `crc`), and
+    /// those bytes in memory until every attached reader has read them.
     Disk {
+        mem: Option<Bytes>,
         part: usize,
         start: usize,
         end: usize,
@@ -89,10 +95,12 @@ struct Writing {
 }
 
 /// The published slots: slot `i` is `items[i - base]`; slots below `base` were released
-/// (pass-through only) after every attached reader consumed them.
+/// (pass-through only) after every attached reader consumed them. Disk slots below
+/// `demoted` no longer hold their memory copy (every reader attached then had read them).
 #[derive(Debug, Default)]
 struct Slots {
     base: usize,
+    demoted: usize,
     items: VecDeque<Slot>,
     /// Index of the next slot each attached reader will read (dead ones are pruned).
     readers: Vec<Weak<AtomicUsize>>,
@@ -179,9 +187,14 @@ impl Fill {
             .iter()
             .map(|s| match s {
                 Slot::Mem(b) => b.len(),
-                Slot::Disk { .. } => 0,
+                Slot::Disk { mem, .. } => mem.as_ref().map_or(0, Bytes::len),
             })
             .sum()
+    }
+
+    /// Whether the fill writes its body to disk as it arrives.
+    fn spilling(&self) -> bool {
+        !self.passing() && self.writing.lock().spill.is_some()
     }
 
     /// Whether the fill switched to pass-through (it will not be stored).
@@ -198,16 +211,58 @@ impl Fill {
     }
 
     /// Registers a reader that starts at slot 0; it reports its progress through the
-    /// returned counter. `None` once slots were released (it could not read the whole body).
+    /// returned counter. `None` once slots were released (it could not read the whole body),
+    /// or when a spilled chunk it would have to read back from disk is gone (the fill then
+    /// stops storing: the object is incomplete).
     pub(crate) fn attach(&self) -> Option<Arc<AtomicUsize>> {
-        let mut slots = self.slots.write();
-        if slots.base > 0 {
-            return None;
-        }
         let progress = Arc::new(AtomicUsize::new(0));
-        slots.readers.retain(|r| r.strong_count() > 0);
-        slots.readers.push(Arc::downgrade(&progress));
+        // Registered first: nothing more is demoted until this reader has read it.
+        let from_disk: Vec<usize> = {
+            let mut slots = self.slots.write();
+            if slots.base > 0 {
+                return None;
+            }
+            slots.readers.retain(|r| r.strong_count() > 0);
+            slots.readers.push(Arc::downgrade(&progress));
+            let n = slots.demoted.saturating_sub(slots.base);
+            slots
+                .items
+                .iter()
+                .take(n)
+                .filter_map(|s| match s {
+                    Slot::Disk {
+                        mem: None, part, ..
+                    } => Some(*part),
+                    _ => None,
+                })
+                .collect()
+        };
+        if let Some(disk) = self.disk {
+            if !from_disk
+                .iter()
+                .all(|&p| disk.has_chunks_from(self.key, self.id, p, p + 1))
+            {
+                drop(progress);
+                super::disk::DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(id = self.id, "cache fill lost a spilled chunk: not stored");
+                self.stop_storing();
+                return None;
+            }
+        }
         Some(progress)
+    }
+
+    /// Switches a fill still being written to pass-through (it will not be stored), e.g.
+    /// because one of its spilled chunks is gone. Attached readers keep streaming.
+    pub(crate) fn stop_storing(&self) {
+        let mut guard = self.writing.lock();
+        if self.passing() || !matches!(self.state(), FillState::Writing(_)) {
+            return;
+        }
+        let written = guard.total;
+        self.start_passing(&mut guard, written);
+        drop(guard);
+        self.release_consumed();
     }
 
     /// Slot `i`, or `None` if not published yet or already released.
@@ -227,12 +282,12 @@ impl Fill {
         self.state.send_replace(FillState::Writing(n));
     }
 
-    /// Pass-through only: drops the slots every attached reader has read (all of them
-    /// when no reader is left); frees the disk chunks of released disk slots.
+    /// Drops what every attached reader has read (everything when no reader is left):
+    /// in pass-through the slots themselves (freeing the disk chunks of released disk
+    /// slots), otherwise the memory copies of spilled slots (later readers read those back
+    /// from disk).
     pub(crate) fn release_consumed(&self) {
-        if !self.passing() {
-            return;
-        }
+        let passing = self.passing();
         let released: Vec<Slot> = {
             let mut slots = self.slots.write();
             let mut min = usize::MAX;
@@ -244,6 +299,19 @@ impl Fill {
                 None => false,
             });
             let upto = min.min(slots.end());
+            if !passing {
+                let from = slots.demoted.max(slots.base);
+                if upto > from {
+                    let base = slots.base;
+                    for s in slots.items.range_mut(from - base..upto - base) {
+                        if let Slot::Disk { mem, .. } = s {
+                            *mem = None;
+                        }
+                    }
+                    slots.demoted = upto;
+                }
+                return;
+            }
             if upto <= slots.base {
                 return;
             }
@@ -288,22 +356,47 @@ impl Fill {
             self.publish(Slot::Mem(data));
             return false;
         };
+        let mut whole = true;
         match &mut w.spill {
             None => {
                 w.mem += data.len() as u64;
                 self.publish(Slot::Mem(data));
                 if w.mem > self.spill_after {
-                    w.spill = Some(self.start_spill(disk, w.mem));
+                    let (sp, taken) = self.start_spill(disk, w.mem);
+                    w.spill = Some(sp);
+                    whole = taken;
                 }
             }
             Some(sp) => {
-                sp.pending.extend_from_slice(&data);
-                while sp.pending.len() >= disk.chunk_size() {
-                    let rest = sp.pending.split_off(disk.chunk_size());
-                    let chunk = std::mem::replace(&mut sp.pending, rest);
-                    self.spill_chunk(disk, sp, &chunk);
+                // Chunks are assembled in buffers of exactly `chunk_size` (their memory
+                // copy is published as is). After a dropped chunk, the rest stays pending
+                // and `start_passing` publishes it.
+                let size = disk.chunk_size();
+                let mut rest = &data[..];
+                while !rest.is_empty() {
+                    let room = if whole {
+                        size - sp.pending.len()
+                    } else {
+                        rest.len()
+                    };
+                    let take = room.min(rest.len());
+                    sp.pending.extend_from_slice(&rest[..take]);
+                    rest = &rest[take..];
+                    if whole && sp.pending.len() == size {
+                        let chunk = std::mem::replace(&mut sp.pending, Vec::with_capacity(size));
+                        whole = self.spill_chunk(disk, sp, chunk);
+                    }
                 }
+                self.release_consumed();
             }
+        }
+        if !whole {
+            // foyer dropped a chunk: the object cannot be stored whole.
+            tracing::debug!(id = self.id, "disk write dropped by foyer: fill not stored");
+            let written = w.total;
+            self.start_passing(w, written);
+            self.release_consumed();
+            return true;
         }
         false
     }
@@ -339,13 +432,15 @@ impl Fill {
     }
 
     /// Copies what is in memory into disk chunks (readers keep their in-memory slots).
-    fn start_spill(&self, disk: &DiskTier, mem: u64) -> Spill {
+    /// False with it when foyer did not take one of the chunks.
+    fn start_spill(&self, disk: &DiskTier, mem: u64) -> (Spill, bool) {
         let mut sp = Spill {
             pending: Vec::with_capacity(disk.chunk_size()),
             next_part: 0,
             crcs: Vec::new(),
             published: mem,
         };
+        let mut whole = true;
         let slots: Vec<Slot> = self.slots.read().items.iter().cloned().collect();
         for slot in slots {
             let Slot::Mem(b) = slot else { continue };
@@ -355,35 +450,41 @@ impl Fill {
                 sp.pending.extend_from_slice(&rest[..take]);
                 rest = &rest[take..];
                 if sp.pending.len() == disk.chunk_size() {
-                    let crc = disk.put_chunk(self.key, self.id, sp.next_part, &sp.pending);
+                    let (crc, taken) = disk.put_chunk(self.key, self.id, sp.next_part, &sp.pending);
+                    whole &= taken;
                     sp.crcs.push(crc);
                     sp.next_part += 1;
                     sp.pending.clear();
                 }
             }
         }
-        sp
+        (sp, whole)
     }
 
-    /// Writes a complete disk chunk and publishes the part readers have not seen yet.
-    fn spill_chunk(&self, disk: &DiskTier, sp: &mut Spill, chunk: &[u8]) {
+    /// Writes a complete disk chunk and publishes the part readers have not seen yet (with
+    /// a memory copy). False when foyer did not take the chunk.
+    fn spill_chunk(&self, disk: &DiskTier, sp: &mut Spill, chunk: Vec<u8>) -> bool {
         let part = sp.next_part;
-        let crc = disk.put_chunk(self.key, self.id, part, chunk);
+        let (crc, taken) = disk.put_chunk(self.key, self.id, part, &chunk);
         sp.crcs.push(crc);
         sp.next_part += 1;
         let chunk_start = (part * disk.chunk_size()) as u64;
         let chunk_end = chunk_start + chunk.len() as u64;
         if chunk_end > sp.published {
             let start = sp.published.saturating_sub(chunk_start) as usize;
+            let len = chunk.len();
+            let mem = Bytes::from(chunk).slice(start..);
             self.publish(Slot::Disk {
+                mem: Some(mem),
                 part,
                 start,
-                end: chunk.len(),
-                len: chunk.len(),
+                end: len,
+                len,
                 crc,
             });
             sp.published = chunk_end;
         }
+        taken
     }
 
     /// Marks the body complete and says where it is.
@@ -395,8 +496,9 @@ impl Fill {
             match (&mut guard.spill, self.disk) {
                 (Some(sp), Some(disk)) => {
                     if !sp.pending.is_empty() {
+                        // A dropped last chunk: `commit` finds it missing and stores nothing.
                         let chunk = std::mem::take(&mut sp.pending);
-                        self.spill_chunk(disk, sp, &chunk);
+                        self.spill_chunk(disk, sp, chunk);
                     }
                     Completed::Spilled {
                         body_len: sp.published,
@@ -526,6 +628,9 @@ impl HandleMiss for FillWriter {
     /// Never fails: an oversized body switches the fill to pass-through instead (pingora
     /// would fail the whole client request on an error here).
     async fn write_body(&mut self, data: Bytes, _eof: bool) -> pingora::Result<()> {
+        if let Some(disk) = self.fill.disk.filter(|_| self.fill.spilling()) {
+            disk.throttle().await;
+        }
         if self.fill.push(data) {
             self.storage.fills.unlist(&self.fill);
             tracing::debug!(

@@ -3,7 +3,7 @@
 //! writer fails), or a large object streamed from disk chunk by chunk (seekable). All carry
 //! the tier they came from for the lookup metrics.
 
-use super::disk::DiskBody;
+use super::disk::{DiskBody, DISK_ERRORS};
 use super::entry::Body;
 use super::fill::{Fill, FillState, Slot};
 use super::Tier;
@@ -127,8 +127,9 @@ struct PartialBody {
 impl PartialBody {
     async fn load(&self, slot: Slot) -> pingora::Result<Bytes> {
         let (part, start, end, len, crc) = match slot {
-            Slot::Mem(b) => return Ok(b),
+            Slot::Mem(b) | Slot::Disk { mem: Some(b), .. } => return Ok(b),
             Slot::Disk {
+                mem: None,
                 part,
                 start,
                 end,
@@ -139,20 +140,20 @@ impl PartialBody {
         let Some(disk) = self.fill.disk else {
             return Error::e_explain(ErrorType::InternalError, "spilled fill without a disk tier");
         };
-        match disk
+        let why = match disk
             .load_chunk(self.fill.key, self.fill.id, part, crc, len)
             .await
         {
-            Ok(chunk) if start <= end && end <= chunk.len() => Ok(chunk.slice(start..end)),
-            Ok(_) => Error::e_explain(
-                ErrorType::InternalError,
-                "spilled chunk shorter than published",
-            ),
-            Err(e) => Error::e_explain(
-                ErrorType::InternalError,
-                format!("spilled chunk unreadable: {}", e.0),
-            ),
-        }
+            Ok(chunk) if start <= end && end <= chunk.len() => return Ok(chunk.slice(start..end)),
+            Ok(_) => "spilled chunk shorter than published".to_string(),
+            Err(e) => format!("spilled chunk unreadable: {}", e.0),
+        };
+        // Only a reader that joined after the memory copy was dropped gets here. The body
+        // is incomplete on disk: fail this reader (never a clean EOF) and store nothing.
+        DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(id = self.fill.id, reason = %why, "cache fill: spilled chunk lost");
+        self.fill.stop_storing();
+        Error::e_explain(ErrorType::InternalError, why)
     }
 
     async fn read(&mut self) -> pingora::Result<Option<Bytes>> {

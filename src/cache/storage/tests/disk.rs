@@ -4,6 +4,7 @@
 use super::super::disk::DiskKey;
 use super::*;
 use crate::config::DiskConfig;
+use pingora_cache::key::HashBinary;
 use pingora_cache::storage::streaming_write::U64WriteId;
 use std::path::Path;
 
@@ -387,5 +388,290 @@ async fn an_oversized_spilling_fill_stops_writing_to_disk_and_is_not_stored() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+    s.close().await;
+}
+
+/// Forgets disk chunks `parts` of generation `gen` as if foyer had dropped them, and waits
+/// until lookups no longer find them.
+async fn lose_chunks(s: &'static Storage, k: HashBinary, gen: u64, parts: std::ops::Range<usize>) {
+    let tier = s.disk.as_ref().unwrap();
+    tier.wait_all().await;
+    for part in parts.clone() {
+        tier.remove_chunk(k, gen, part);
+    }
+    tier.wait_all().await;
+    for part in parts {
+        let loaded = tier.load_chunk(k, gen, part, 0, 1).await;
+        assert_eq!(
+            loaded.err().map(|e| e.0),
+            Some("missing chunk"),
+            "part {part}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_disk_hit_with_a_missing_chunk_is_a_miss_never_a_partial_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await; // memory keeps objects up to 8 KiB
+    let body = big_body(700_000); // 3 disk chunks of 256 KiB
+    put(s, "http://a.test/big", &[], &body).await;
+    let k = key("http://a.test/big").combined_bin();
+    let head = s.disk.as_ref().unwrap().head(k).await.unwrap();
+    assert_eq!(head.chunk_crcs.len(), 3);
+    lose_chunks(s, k, head.gen, 1..2).await;
+
+    let errors = s.disk_errors();
+    assert!(
+        s.lookup(&key("http://a.test/big"), &span())
+            .await
+            .unwrap()
+            .is_none(),
+        "an object that cannot be served whole is a miss"
+    );
+    // Process-wide counter (other tests run in parallel): at least this one.
+    assert!(s.disk_errors() > errors, "counted as a disk error");
+    assert!(get(s, "http://a.test/big").await.is_none(), "and removed");
+
+    // The same object stored again is served whole.
+    put(s, "http://a.test/big", &[], &body).await;
+    assert!(get(s, "http://a.test/big").await.unwrap() == body);
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_disk_hit_that_loses_a_chunk_mid_body_fails_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await;
+    let body = big_body(700_000);
+    put(s, "http://a.test/big", &[], &body).await;
+    let k = key("http://a.test/big").combined_bin();
+    let head = s.disk.as_ref().unwrap().head(k).await.unwrap();
+    s.disk.as_ref().unwrap().wait_all().await;
+    let (_, mut h) = s
+        .lookup(&key("http://a.test/big"), &span())
+        .await
+        .unwrap()
+        .unwrap();
+    let first = h.read_body().await.unwrap().unwrap();
+    assert!(first[..] == body[..first.len()]);
+    lose_chunks(s, k, head.gen, 2..3).await;
+    let errors = s.disk_errors();
+    assert!(
+        read_all(&mut h).await.is_err(),
+        "an error, never a clean EOF"
+    );
+    assert!(s.disk_errors() > errors);
+    assert!(get(s, "http://a.test/big").await.is_none(), "removed");
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_a_spilling_fill_do_not_depend_on_the_spilled_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await; // memory keeps objects up to 8 KiB
+    let body = big_body(1_200_000); // disk chunks of 256 KiB
+    let k = key("http://a.test/spill-lost");
+    let mut w = s
+        .get_miss_handler(&k, &meta(&[], 60), &span())
+        .await
+        .unwrap();
+    let tag = w.streaming_write_tag().unwrap().to_vec();
+    let (_, mut own) = s
+        .lookup_streaming_write(&k, Some(&tag), &span())
+        .await
+        .unwrap()
+        .unwrap();
+    let (_, mut early) = s.lookup(&k, &span()).await.unwrap().unwrap();
+    let id = u64::from(U64WriteId::try_from(&tag[..]).unwrap());
+    for piece in body.chunks(4096) {
+        w.write_body(Bytes::copy_from_slice(piece), false)
+            .await
+            .unwrap();
+    }
+    // Every chunk spilled so far is lost; the readers have not read any of it yet.
+    lose_chunks(s, k.combined_bin(), id, 0..4).await;
+    w.finish().await.unwrap();
+    assert!(
+        read_all(&mut own).await.unwrap() == body,
+        "the writer's own reader gets the exact body from memory"
+    );
+    assert!(
+        read_all(&mut early).await.unwrap() == body,
+        "so does another"
+    );
+    assert!(
+        get(s, "http://a.test/spill-lost").await.is_none(),
+        "not stored"
+    );
+    assert_eq!(s.stats().disk.unwrap().objects, 0);
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_reader_never_joins_a_fill_whose_spilled_chunk_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await;
+    let body = big_body(1_200_000);
+    let k = key("http://a.test/spill-late");
+    let mut w = s
+        .get_miss_handler(&k, &meta(&[], 60), &span())
+        .await
+        .unwrap();
+    let tag = w.streaming_write_tag().unwrap().to_vec();
+    let id = u64::from(U64WriteId::try_from(&tag[..]).unwrap());
+    let (_, mut own) = s
+        .lookup_streaming_write(&k, Some(&tag), &span())
+        .await
+        .unwrap()
+        .unwrap();
+    let fill = s.fills.by_id(id).unwrap();
+    let mut seen = Vec::new();
+    let (first, rest) = body.split_at(800_000);
+    for piece in first.chunks(4096) {
+        w.write_body(Bytes::copy_from_slice(piece), false)
+            .await
+            .unwrap();
+        while let Some(Ok(Some(b))) = own.read_body().now_or_never() {
+            seen.extend_from_slice(&b);
+        }
+    }
+    assert!(
+        fill.retained_bytes() <= 8 * 1024 + 4096,
+        "what every reader read is dropped from memory: {}",
+        fill.retained_bytes()
+    );
+    lose_chunks(s, k.combined_bin(), id, 1..2).await;
+    let errors = s.disk_errors();
+    assert!(
+        s.lookup(&k, &span()).await.unwrap().is_none(),
+        "a reader that would read the lost chunk back does not join"
+    );
+    assert!(s.disk_errors() > errors);
+    assert!(fill.passing(), "the fill is no longer stored");
+    for piece in rest.chunks(4096) {
+        w.write_body(Bytes::copy_from_slice(piece), false)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        w.finish().await.unwrap(),
+        pingora_cache::storage::MissFinishType::Created(0)
+    ));
+    seen.extend(read_all(&mut own).await.unwrap());
+    assert!(seen == body, "the attached reader still gets every byte");
+    drop((own, fill));
+    assert!(get(s, "http://a.test/spill-late").await.is_none());
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_writes_in_a_row_wait_for_the_flushers_and_are_all_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await; // disk objects up to 8 MiB, budget 8 MiB
+    let body = big_body(6 * MIB as usize);
+    for i in 0..4 {
+        let k = key(&format!("http://a.test/large/{i}"));
+        let mut w = s
+            .get_miss_handler(&k, &meta(&[], 60), &span())
+            .await
+            .unwrap();
+        for piece in body.chunks(64 * 1024) {
+            w.write_body(Bytes::copy_from_slice(piece), false)
+                .await
+                .unwrap();
+        }
+        w.finish().await.unwrap();
+    }
+    for i in 0..4 {
+        let url = format!("http://a.test/large/{i}");
+        assert_eq!(tier_of(s, &url).await, Some(Tier::Disk), "{url}");
+        assert!(get(s, &url).await.unwrap() == body, "{url}");
+    }
+    let tier = s.disk.as_ref().unwrap();
+    assert!(
+        tier.submitted() <= 8 * MIB + 2 * MIB,
+        "writers waited for the flushers: {} bytes outstanding",
+        tier.submitted()
+    );
+    s.close().await;
+}
+
+#[test]
+fn max_storable_is_the_largest_body_a_tier_takes() {
+    let mut s = Storage::with_memory(64 * MIB, false);
+    s.max_object = 16 * MIB;
+    assert_eq!(s.max_storable(), 16 * MIB);
+    s.max_object = u64::MAX;
+    assert_eq!(
+        s.max_storable(),
+        32 * MIB,
+        "memory only: half the memory tier"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_storable_is_bounded_by_the_disk_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let disk = DiskConfig {
+        path: dir.path().to_path_buf(),
+        size: 64 * MIB,
+    };
+    let s = Storage::open_parts(MIB, 2048 * MIB, Some(&disk))
+        .await
+        .unwrap();
+    assert_eq!(s.max_storable(), 8 * MIB, "cache.disk.size / 8");
+    s.close().await;
+    let s = Storage::open_parts(MIB, 4 * MIB, Some(&disk))
+        .await
+        .unwrap();
+    assert_eq!(s.max_storable(), 4 * MIB, "cache.max_object");
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_fills_at_once_all_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), MIB).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|t| {
+            tokio::spawn(async move {
+                for i in 0..400 {
+                    let url = format!("http://a.test/small/{t}/{i}");
+                    put(s, &url, &[], url.as_bytes()).await;
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    eprintln!("dropped writes {}", s.disk_dropped_writes());
+    let s2 = Box::leak(Box::new(Storage::with_memory(MIB, true)));
+    let _ = s2;
+    let mut before = 0;
+    s.disk.as_ref().unwrap().wait_all().await;
+    for t in 0..8 {
+        for i in 0..400 {
+            let k = key(&format!("http://a.test/small/{t}/{i}")).combined_bin();
+            if s.disk.as_ref().unwrap().head(k).await.is_none() {
+                before += 1;
+            }
+        }
+    }
+    eprintln!("missing heads before restart {before}");
+    s.close().await;
+    let s = open(dir.path(), 64 * 1024).await;
+    let mut lost = 0;
+    for t in 0..8 {
+        for i in 0..400 {
+            let url = format!("http://a.test/small/{t}/{i}");
+            match get(s, &url).await {
+                Some(b) => assert_eq!(b, url.as_bytes()),
+                None => lost += 1,
+            }
+        }
+    }
+    assert_eq!(lost, 0, "objects lost across a restart");
     s.close().await;
 }
