@@ -258,13 +258,28 @@ pub fn on_upstream_response(session: &mut Session, resp: &ResponseHeader, ctx: &
 }
 
 /// `response_cache_filter`: RFC 9111 storability and freshness, as pingora `CacheMeta`.
-pub fn decide(session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> RespCacheable {
+pub fn decide(
+    layer: &CacheLayer,
+    session: &Session,
+    resp: &ResponseHeader,
+    ctx: &mut RequestCtx,
+) -> RespCacheable {
     let Some(rt) = ctx.rt.clone() else {
         return RespCacheable::Uncacheable(NoCacheReason::InternalError);
     };
     if session.cache.bypassing() {
         // The predictor remembered this key as uncacheable (hit-for-pass).
         ctx.cache.bypass = Some("bypass");
+    }
+    let length = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if length.is_some_and(|len| len > layer.storage.max_storable()) {
+        // Larger than max_object or than any tier keeps: streamed through, not stored.
+        ctx.cache.not_stored = Some("too-large");
+        return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
     }
     if ctx.cache.directives.no_store {
         ctx.cache.not_stored = Some("request-no-store");

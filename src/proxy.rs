@@ -185,7 +185,7 @@ impl ProxyHttp for Outpost {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(cache::decide(session, resp, ctx))
+        Ok(cache::decide(self.cache, session, resp, ctx))
     }
 
     async fn response_filter(

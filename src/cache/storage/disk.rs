@@ -128,6 +128,8 @@ pub(crate) struct DiskTier {
     submitted: AtomicU64,
     /// Above this many `submitted` bytes, async writers wait for foyer's flushers first.
     submit_budget: u64,
+    /// Serializes submissions; see [`DiskTier::put`].
+    submit: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -220,6 +222,7 @@ impl DiskTier {
             // flusher's buffer (`buffer_pool` with one flusher) fills up while the previous
             // batch is being written: stay well below both.
             submit_budget: (queue.min(buffer_pool) / 2) as u64,
+            submit: parking_lot::Mutex::new(()),
         })
     }
 
@@ -233,10 +236,18 @@ impl DiskTier {
         let size = ((record.len() + 28 + 64) as u64).next_multiple_of(4096);
         self.submitted.fetch_add(size, Ordering::Relaxed);
         let probe = key.clone();
-        self.hc
-            .storage_writer(key)
-            .force()
-            .insert(DiskValue(Bytes::from(record)));
+        {
+            // foyer numbers a record (`sequence.fetch_add`) and then queues it for its
+            // flusher; two threads can queue theirs in the opposite order. Recovery stops
+            // reading a block at the first record whose sequence is lower than the one
+            // before it (`BlockRecoverRunner::run`), losing the rest of the block after a
+            // restart. One submission at a time keeps queue order = sequence order.
+            let _one = self.submit.lock();
+            self.hc
+                .storage_writer(key)
+                .force()
+                .insert(DiskValue(Bytes::from(record)));
+        }
         let taken = self.hc.storage().may_contains(&probe);
         if !taken {
             DISK_DROPPED_WRITES.fetch_add(1, Ordering::Relaxed);

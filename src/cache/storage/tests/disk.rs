@@ -629,6 +629,9 @@ async fn max_storable_is_bounded_by_the_disk_tier() {
     s.close().await;
 }
 
+/// Problem A of benches/RESULTS.md: concurrent writers could queue records out of sequence
+/// order, and foyer's recovery drops the rest of a block at the first such record (this
+/// lost 300 to 550 of the 3200 objects before `DiskTier::put` serialized submissions).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_fills_at_once_all_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -646,20 +649,6 @@ async fn many_small_fills_at_once_all_survive_a_restart() {
     for t in tasks {
         t.await.unwrap();
     }
-    eprintln!("dropped writes {}", s.disk_dropped_writes());
-    let s2 = Box::leak(Box::new(Storage::with_memory(MIB, true)));
-    let _ = s2;
-    let mut before = 0;
-    s.disk.as_ref().unwrap().wait_all().await;
-    for t in 0..8 {
-        for i in 0..400 {
-            let k = key(&format!("http://a.test/small/{t}/{i}")).combined_bin();
-            if s.disk.as_ref().unwrap().head(k).await.is_none() {
-                before += 1;
-            }
-        }
-    }
-    eprintln!("missing heads before restart {before}");
     s.close().await;
     let s = open(dir.path(), 64 * 1024).await;
     let mut lost = 0;
