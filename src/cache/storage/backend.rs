@@ -88,6 +88,7 @@ impl Storage {
             meta: head.meta,
             body: body.clone(),
             info,
+            decoded: std::sync::OnceLock::new(),
         };
         self.store(k, entry, false).await; // promote
         Some((meta, Box::new(StorageHit::complete(Tier::Disk, body))))
@@ -254,6 +255,7 @@ impl StorageTrait for Storage {
                     meta,
                     body: e.body.clone(),
                     info,
+                    decoded: std::sync::OnceLock::new(),
                 }))
             })
             .await;

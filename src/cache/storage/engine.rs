@@ -45,6 +45,7 @@ impl Storage {
             meta: fill.meta.clone(),
             body: Arc::new(Body::new(chunks)),
             info: fill.info.clone(),
+            decoded: std::sync::OnceLock::new(),
         };
         let weight = entry.weight();
         self.store(fill.key, entry, true).await;
