@@ -139,15 +139,7 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
         req.insert_header("x-forwarded-for", xff)?;
         req.insert_header("x-real-ip", real.to_string())?;
     }
-    let proto = if session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .is_some()
-    {
-        "https"
-    } else {
-        "http"
-    };
+    let proto = crate::cache::scheme(session);
     req.insert_header("x-forwarded-proto", proto)?;
     if !client_host.is_empty() {
         req.insert_header("x-forwarded-host", client_host)?;
