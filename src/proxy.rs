@@ -58,10 +58,12 @@ impl ProxyHttp for Outpost {
     async fn early_request_filter(
         &self,
         session: &mut Session,
-        _ctx: &mut RequestCtx,
+        ctx: &mut RequestCtx,
     ) -> Result<()> {
-        let rt = self.shared.runtime.load();
+        // The request keeps the config it started with, even across a reload.
+        let rt = self.shared.runtime.load_full();
         compress::prepare_request(session, &rt.cfg.compression);
+        ctx.rt = Some(rt);
         Ok(())
     }
 

@@ -39,21 +39,20 @@ pub fn validate(raw: Option<&[u8]>, req: &RequestHeader, max_header: u64) -> Res
             ));
         }
     }
-    let cls: Vec<_> = req
-        .headers
-        .get_all(http::header::CONTENT_LENGTH)
-        .iter()
-        .collect();
-    if cls.len() > 1 && cls.windows(2).any(|w| w[0] != w[1]) {
-        return Err(Reject::Malformed("conflicting Content-Length values"));
-    }
-    if cls.iter().any(|v| {
-        v.to_str()
+    // Iterated in place: no allocation per request.
+    let cls = || req.headers.get_all(http::header::CONTENT_LENGTH).iter();
+    if let Some(first) = cls().next() {
+        if cls().any(|v| v != first) {
+            return Err(Reject::Malformed("conflicting Content-Length values"));
+        }
+        if first
+            .to_str()
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .is_none()
-    }) {
-        return Err(Reject::Malformed("invalid Content-Length"));
+        {
+            return Err(Reject::Malformed("invalid Content-Length"));
+        }
     }
     for te in req.headers.get_all(http::header::TRANSFER_ENCODING) {
         let Ok(s) = te.to_str() else {

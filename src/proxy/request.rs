@@ -15,7 +15,10 @@ pub async fn admit(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<bool> {
-    let rt = shared.runtime.load_full();
+    let rt = match ctx.rt.clone() {
+        Some(rt) => rt,
+        None => shared.runtime.load_full(),
+    };
     ctx.inflight = Some(shared.begin_request());
     ctx.client_ip = session
         .client_addr()
