@@ -87,6 +87,8 @@ pub struct Metrics {
     pub coalesced: Counter,
     /// `outpost_cache_disk_errors_total`
     pub disk_errors: Counter,
+    /// `outpost_cache_disk_up{path}` (no series without a disk tier)
+    disk_up: Family<Labels, Gauge>,
     origin_requests: Family<Labels, Counter>,
     origin_up: Family<Labels, Gauge>,
     purges: Family<Labels, Counter>,
@@ -111,6 +113,7 @@ impl Metrics {
         let cache_bytes = Family::<Labels, Gauge>::default();
         let coalesced = Counter::default();
         let disk_errors = Counter::default();
+        let disk_up = Family::<Labels, Gauge>::default();
         let origin_requests = Family::<Labels, Counter>::default();
         let origin_up = Family::<Labels, Gauge>::default();
         let purges = Family::<Labels, Counter>::default();
@@ -145,6 +148,11 @@ impl Metrics {
             "outpost_cache_disk_errors",
             "Disk tier I/O errors",
             disk_errors.clone(),
+        );
+        registry.register(
+            "outpost_cache_disk_up",
+            "1 when the disk tier is in use, 0 while it is out after read failures (memory only)",
+            disk_up.clone(),
         );
         registry.register(
             "outpost_origin_requests",
@@ -199,6 +207,7 @@ impl Metrics {
             cache_bytes,
             coalesced,
             disk_errors,
+            disk_up,
             origin_requests,
             origin_up,
             purges,
@@ -280,6 +289,13 @@ impl Metrics {
         self.cache_bytes
             .get_or_create(&labels)
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Sets `outpost_cache_disk_up{path}`.
+    pub fn set_disk_up(&self, path: &std::path::Path, up: bool) {
+        self.disk_up
+            .get_or_create(&vec![("path", path.display().to_string())])
+            .set(i64::from(up));
     }
 
     /// Prometheus text exposition of everything.

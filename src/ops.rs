@@ -185,7 +185,11 @@ impl Ops for LiveOps {
             .metrics
             .set_tier("memory", stats.memory.objects, stats.memory.bytes);
         if let Some(d) = stats.disk {
-            self.shared.metrics.set_tier("disk", d.objects, d.bytes);
+            let m = &self.shared.metrics;
+            m.set_tier("disk", d.tier.objects, d.tier.bytes);
+            if let Some(path) = self.shared.cache.storage.disk_path() {
+                m.set_disk_up(path, d.state == "ok");
+            }
         }
         let errors = self.shared.cache.storage.disk_errors();
         let seen = self

@@ -72,13 +72,29 @@ pub struct TierStats {
     pub misses: u64,
 }
 
+/// Counters and state of the disk tier (`/status` `cache.disk`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DiskStats {
+    /// Objects, bytes, hits and misses.
+    #[serde(flatten)]
+    pub tier: TierStats,
+    /// `ok`, or `degraded` while the tier is out after repeated read failures (the cache
+    /// runs on memory only; it is tried again after a pause).
+    pub state: &'static str,
+    /// Failed reads and corrupt or incomplete entries since start
+    /// (`outpost_cache_disk_errors_total`).
+    pub errors: u64,
+    /// Times the tier was taken out since start.
+    pub degraded_total: u64,
+}
+
 /// Counters of every tier.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct StorageStats {
     /// The memory tier.
     pub memory: TierStats,
     /// The disk tier, when `[cache.disk]` is configured.
-    pub disk: Option<TierStats>,
+    pub disk: Option<DiskStats>,
 }
 
 /// Why the storage could not be opened.
@@ -245,13 +261,23 @@ impl Storage {
                 hits: self.memory.hits.load(Ordering::Relaxed),
                 misses: self.memory.misses.load(Ordering::Relaxed),
             },
-            disk: self.disk.as_ref().map(|d| TierStats {
-                objects: d.objects(),
-                bytes: d.bytes(),
-                hits: d.hits.load(Ordering::Relaxed),
-                misses: d.misses.load(Ordering::Relaxed),
+            disk: self.disk.as_ref().map(|d| DiskStats {
+                tier: TierStats {
+                    objects: d.objects(),
+                    bytes: d.bytes(),
+                    hits: d.hits.load(Ordering::Relaxed),
+                    misses: d.misses.load(Ordering::Relaxed),
+                },
+                state: if d.degraded() { "degraded" } else { "ok" },
+                errors: self.disk_errors(),
+                degraded_total: d.degraded_times(),
             }),
         }
+    }
+
+    /// `cache.disk.path` of the disk tier this storage opened.
+    pub fn disk_path(&self) -> Option<&std::path::Path> {
+        self.disk.as_ref().map(DiskTier::path)
     }
 
     /// Disk-tier I/O errors and corrupt entries seen since start (process-wide).

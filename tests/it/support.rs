@@ -10,7 +10,7 @@ mod resp;
 pub(crate) use cli::{run_outpost, CliOutput};
 pub(crate) use origin::{Origin, Reply, Req};
 pub(crate) use outpost::{Health, OriginSpec, Outpost, TOKEN};
-pub(crate) use resp::Resp;
+pub(crate) use resp::{parse_metric, Resp};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

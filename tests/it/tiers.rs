@@ -1,9 +1,12 @@
 //! The disk tier (interface.md §4 "Tiers", §5 purge, §1 exit codes): objects survive clean
 //! and unclean restarts, a purge holds across a restart, corrupt files are misses (never a
-//! wrong body), objects larger than memory are served byte-exact (Range too), disk hits are
+//! wrong body), read errors while running degrade the cache to memory only (no request
+//! fails), objects larger than memory are served byte-exact (Range too), disk hits are
 //! promoted, the tier stays within its size, and an unusable path makes `run` exit 1.
 
-use crate::support::{eventually, ms, run_outpost, Origin, OriginSpec, Outpost, Reply, Req};
+use crate::support::{
+    eventually, ms, parse_metric, run_outpost, Origin, OriginSpec, Outpost, Reply, Req,
+};
 use std::time::Duration;
 
 fn versioned(req: &Req) -> Reply {
@@ -351,6 +354,89 @@ async fn disk_tier_garbled_and_truncated_files_never_give_a_wrong_body() {
         origin.hits_total() >= (N + 1) as usize,
         "nothing was refetched after garbling every file"
     );
+    assert_eq!(outpost.wait_exit(ms(1)).await, None, "outpost died");
+    assert_eq!(outpost.admin_get("/healthz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_read_errors_degrade_to_memory_only_without_failing_a_request() {
+    // 12 objects on disk, then every foyer file is truncated under the running process:
+    // each disk read is an I/O error (read past the end of the file).
+    const N: u64 = 12;
+    let origin = noise_origin(N).await;
+    let mut outpost = disk_site(&origin).await;
+    for i in 0..N {
+        let r = outpost.get("site.test", &format!("/c{i}")).await;
+        assert!(
+            r.status == 200 && r.body[..] == noise(i + 1, 300 * KIB)[..],
+            "{r:?}"
+        );
+    }
+    outpost.restart(true).await; // memory empty: lookups go to the disk
+    let status = outpost.admin_get("/status").await.json();
+    assert_eq!(status["cache"]["disk"]["state"], "ok", "{status}");
+    let disk = outpost.dir().join("disk-cache");
+    let files = foyer_files(&disk);
+    assert!(!files.is_empty(), "no foyer files in {}", disk.display());
+    for f in &files {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .and_then(|h| h.set_len(0))
+            .unwrap_or_else(|e| panic!("truncate {}: {e}", f.display()));
+    }
+
+    for i in 0..N {
+        let path = format!("/c{i}");
+        let r = outpost.get("site.test", &path).await;
+        assert_eq!(
+            r.status,
+            200,
+            "{path} with a failing disk: {r:?}\n{}",
+            outpost.output()
+        );
+        assert!(
+            r.body[..] == noise(i + 1, 300 * KIB)[..],
+            "{path}: wrong body ({} bytes) with a failing disk: {r:?}",
+            r.body.len()
+        );
+        assert!(!r.is_hit(), "{path}: unreadable, yet a hit: {r:?}");
+        assert_eq!(origin.hits(&path), 2, "{path}: refetched once");
+    }
+    let status = outpost.admin_get("/status").await.json();
+    let d = &status["cache"]["disk"];
+    assert_eq!(d["state"], "degraded", "{status}");
+    assert_eq!(d["degraded_total"], 1, "{status}");
+    assert!(d["errors"].as_u64().is_some_and(|e| e >= 8), "{status}");
+    let metrics = outpost.metrics_text().await;
+    assert_eq!(
+        parse_metric(&metrics, "outpost_cache_disk_up", &[]),
+        0.0,
+        "{metrics}"
+    );
+    assert!(
+        parse_metric(&metrics, "outpost_cache_disk_errors_total", &[]) >= 8.0,
+        "{metrics}"
+    );
+    assert!(
+        outpost.output().contains("degraded to memory-only"),
+        "no error log:\n{}",
+        outpost.output()
+    );
+
+    // Memory-only from here: the refetched objects are memory hits, nothing is refetched.
+    let before = tier_hits(&outpost).await;
+    for i in 0..N {
+        let path = format!("/c{i}");
+        let r = outpost.get("site.test", &path).await;
+        assert!(
+            r.is_hit() && r.body[..] == noise(i + 1, 300 * KIB)[..],
+            "{path} after degrading: {r:?}"
+        );
+        assert_eq!(origin.hits(&path), 2, "{path}");
+    }
+    let after = tier_hits_reach(&outpost, before, (0.0, N as f64)).await;
+    assert_eq!(after.0, before.0, "no disk hits while degraded");
     assert_eq!(outpost.wait_exit(ms(1)).await, None, "outpost died");
     assert_eq!(outpost.admin_get("/healthz").await.status, 200);
 }

@@ -165,9 +165,15 @@ impl StorageTrait for Storage {
         ));
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let stamp = self.stamp_for(key);
+        // A disk tier taken out after failures is left alone: memory limits apply.
+        let disk = self.disk.as_ref().filter(|d| !d.degraded());
+        let pass_after = match disk {
+            Some(_) => self.pass_limit(),
+            None => self.max_object.min(self.mem_object_limit),
+        };
         let fill = Fill::new(id, key.combined_bin(), stamp, meta.serialize()?, info)
-            .spilling_to(self.disk.as_ref(), self.mem_object_limit)
-            .passing_after(self.pass_limit());
+            .spilling_to(disk, self.mem_object_limit)
+            .passing_after(pass_after);
         let fill = Arc::new(fill);
         self.fills.register(fill.clone());
         Ok(Box::new(FillWriter::new(self, fill)))

@@ -6,6 +6,7 @@
 
 mod body;
 mod format;
+mod health;
 
 pub(crate) use body::DiskBody;
 
@@ -25,6 +26,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 const MIB: u64 = 1 << 20;
+
+/// Record bytes async writers submit to foyer before waiting for its flusher: the size of
+/// its write batches, so about half of the memory its two write buffers occupy.
+const SUBMIT_BUDGET: u64 = 4 * MIB;
 
 /// Disk reads that failed or found a corrupt or incomplete entry, including failures in the
 /// middle of a streamed body (`outpost_cache_disk_errors_total`).
@@ -133,6 +138,8 @@ pub(crate) struct DiskTier {
     submit_budget: u64,
     /// Serializes submissions; see [`DiskTier::put`].
     submit: parking_lot::Mutex<()>,
+    /// Taken out (memory-only) after repeated read failures; see `health.rs`.
+    health: health::Health,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -187,6 +194,10 @@ impl DiskTier {
             .map_err(|e| unusable(&path, format!("cannot start disk I/O threads: {e}")))?;
         let spawner = Spawner::from(runtime); // from here on dropped without blocking
         let queue = (2 * max_object).clamp(64 * MIB, 1024 * MIB) as usize;
+        // foyer's flusher drains everything queued into a buffer of this size (dropping what
+        // does not fit) while the previous one is being written. The pages it touches stay
+        // resident, so the buffers cost about twice the largest batch: async writers keep
+        // batches near `SUBMIT_BUDGET` (RSS), the size leaves room for sync bursts.
         let buffer_pool = (4 * block).max(16 * MIB) as usize;
         let device = FsDeviceBuilder::new(&path)
             .with_capacity(cfg.size as usize)
@@ -224,8 +235,9 @@ impl DiskTier {
             // foyer drops a record when its submit queue is over `queue`, and also when the
             // flusher's buffer (`buffer_pool` with one flusher) fills up while the previous
             // batch is being written: stay well below both.
-            submit_budget: (queue.min(buffer_pool) / 2) as u64,
+            submit_budget: SUBMIT_BUDGET.min((queue.min(buffer_pool) / 4) as u64),
             submit: parking_lot::Mutex::new(()),
+            health: health::Health::new(health::TRIP, health::PAUSE),
         })
     }
 
@@ -235,6 +247,9 @@ impl DiskTier {
     /// dropped is in neither (barring a hash collision). It can still be dropped later, if the
     /// flusher's buffer overflows: [`DiskTier::has_chunks`] before trusting it.
     pub(super) fn put(&self, key: DiskKey, record: Vec<u8>) -> bool {
+        if !self.health.usable() {
+            return false;
+        }
         // What it takes in foyer's flush buffer: key, value and entry header, page-aligned.
         let size = ((record.len() + 28 + 64) as u64).next_multiple_of(4096);
         self.submitted.fetch_add(size, Ordering::Relaxed);
@@ -295,15 +310,40 @@ impl DiskTier {
 
     async fn get(&self, key: &DiskKey) -> Option<Bytes> {
         match self.hc.storage().load(key).await {
-            Ok(Load::Entry { value, .. }) => Some(value.0),
+            Ok(Load::Entry { value, .. }) => {
+                self.health.ok(&self.path);
+                Some(value.0)
+            }
             Ok(Load::Piece { piece, .. }) => Some(piece.value().0.clone()),
             Ok(Load::Throttled | Load::Miss) => None,
             Err(e) => {
-                DISK_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(path = %self.path.display(), error = %e, "disk cache read failed");
+                self.read_failed(&e);
                 None
             }
         }
+    }
+
+    /// A read that failed (I/O error, or a record that fails its checks): counted in
+    /// `outpost_cache_disk_errors_total`; repeated ones take the tier out (`health.rs`).
+    pub(crate) fn read_failed(&self, error: &dyn std::fmt::Display) {
+        DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
+        self.health.failed(&self.path, error);
+    }
+
+    /// Whether the tier is out (memory-only) after repeated failures; see `health.rs`.
+    pub(crate) fn degraded(&self) -> bool {
+        self.health.degraded()
+    }
+
+    /// Times the tier was taken out since start.
+    pub(crate) fn degraded_times(&self) -> u64 {
+        self.health.trips()
+    }
+
+    /// `cache.disk.path`.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     pub(crate) fn chunk_size(&self) -> usize {
@@ -342,7 +382,7 @@ impl DiskTier {
     /// for foyer's flushers when much was submitted ([`DiskTier::throttle`]); writes no head
     /// when foyer dropped a chunk (the object is then simply not on disk).
     pub(crate) async fn write(&self, key: HashBinary, entry: &Entry) {
-        if entry.weight() > self.object_limit {
+        if entry.weight() > self.object_limit || !self.health.usable() {
             return;
         }
         let mut crcs = Vec::new();
@@ -411,6 +451,9 @@ impl DiskTier {
 
     /// The head of `key`, if stored and intact (a corrupt one is removed).
     pub(crate) async fn head(&self, key: HashBinary) -> Option<Head> {
+        if !self.health.usable() {
+            return None;
+        }
         let rec = self.get(&DiskKey::head(key)).await?;
         if rec[..] == format::REMOVED[..] {
             return None;
@@ -418,8 +461,8 @@ impl DiskTier {
         match Head::decode(&rec) {
             Ok(h) => Some(h),
             Err(e) => {
-                DISK_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(path = %self.path.display(), reason = e.0, "corrupt disk cache entry removed");
+                self.read_failed(&e.0);
                 self.remove(key);
                 None
             }
@@ -458,8 +501,19 @@ impl DiskTier {
         let rec = self
             .get(&DiskKey::chunk(key, gen, part))
             .await
-            .ok_or(format::Corrupt("missing chunk"))?;
+            .ok_or(format::MISSING)?;
         format::decode_chunk(&rec, crc, len)
+    }
+
+    /// A chunk that could not be used. One that is simply gone (foyer evicted its block, or
+    /// its read failed and was reported already) is only counted; a corrupt one is a failed
+    /// read ([`DiskTier::read_failed`]).
+    pub(crate) fn chunk_failed(&self, e: format::Corrupt) {
+        if e == format::MISSING {
+            DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.read_failed(&e.0);
+        }
     }
 
     /// The whole body (for promotion to memory); `None` (and the object removed) if any
@@ -470,8 +524,8 @@ impl DiskTier {
             match self.chunk(key, head, i).await {
                 Ok(c) => chunks.push(c),
                 Err(e) => {
-                    DISK_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(path = %self.path.display(), reason = e.0, "incomplete disk cache entry removed");
+                    self.chunk_failed(e);
                     self.remove(key);
                     return None;
                 }

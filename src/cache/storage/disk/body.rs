@@ -38,8 +38,8 @@ impl DiskBody {
         let chunk = match self.disk.chunk(self.key, &self.head, i).await {
             Ok(c) => c,
             Err(e) => {
-                DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(path = %self.disk.path.display(), reason = e.0, "disk cache entry unreadable mid-body: removed");
+                self.disk.chunk_failed(e);
                 self.disk.remove(self.key);
                 return Error::e_explain(
                     ErrorType::InternalError,
@@ -51,7 +51,8 @@ impl DiskBody {
         let take =
             ((chunk.len() - within.min(chunk.len())) as u64).min(self.end - self.pos) as usize;
         if take == 0 {
-            DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
+            self.disk
+                .read_failed(&"disk cache entry shorter than its head");
             self.disk.remove(self.key);
             return Error::e_explain(
                 ErrorType::InternalError,

@@ -35,7 +35,7 @@ async fn objects_survive_a_restart_and_are_promoted_to_memory() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path(), MIB).await;
     put(s, "http://a.test/x", &[("cache-tag", "t")], b"persisted").await;
-    assert_eq!(s.stats().disk.unwrap().objects, 1, "written through");
+    assert_eq!(s.stats().disk.unwrap().tier.objects, 1, "written through");
     s.close().await;
 
     let s = open(dir.path(), MIB).await;
@@ -47,7 +47,7 @@ async fn objects_survive_a_restart_and_are_promoted_to_memory() {
         "promoted"
     );
     let st = s.stats();
-    assert_eq!((st.disk.unwrap().hits, st.memory.hits), (1, 2));
+    assert_eq!((st.disk.unwrap().tier.hits, st.memory.hits), (1, 2));
     assert!(get(s, "http://a.test/none").await.is_none());
     s.close().await;
 }
@@ -363,7 +363,7 @@ async fn an_oversized_spilling_fill_stops_writing_to_disk_and_is_not_stored() {
     assert!(fill.retained_bytes() <= 64 * 1024);
     drop(own);
     assert!(s.lookup(&k, &span()).await.unwrap().is_none(), "not stored");
-    assert_eq!(s.stats().disk.unwrap().objects, 0);
+    assert_eq!(s.stats().disk.unwrap().tier.objects, 0);
     // Nothing past max_object was ever written to disk.
     let k = k.combined_bin();
     for part in (MIB as usize / chunk)..(body.len() / chunk + 1) {
@@ -504,7 +504,7 @@ async fn readers_of_a_spilling_fill_do_not_depend_on_the_spilled_copy() {
         get(s, "http://a.test/spill-lost").await.is_none(),
         "not stored"
     );
-    assert_eq!(s.stats().disk.unwrap().objects, 0);
+    assert_eq!(s.stats().disk.unwrap().tier.objects, 0);
     s.close().await;
 }
 
