@@ -18,6 +18,7 @@ pub mod headers;
 pub mod purge;
 pub mod request;
 pub mod response;
+pub mod resume;
 pub mod route;
 pub mod upstream;
 
@@ -94,13 +95,17 @@ impl ProxyHttp for Outpost {
 
     async fn cache_hit_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         meta: &CacheMeta,
         hit: &mut HitHandler,
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        Ok(cache::on_hit(meta, hit, ctx))
+        let forced = cache::on_hit(meta, hit, ctx);
+        if forced.is_none() {
+            resume::attach(session, meta, hit, ctx);
+        }
+        Ok(forced)
     }
 
     async fn proxy_upstream_filter(

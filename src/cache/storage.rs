@@ -13,6 +13,7 @@ mod fill;
 mod hit;
 mod index;
 mod memory;
+mod resume;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use memory::MemoryTier;
 use parking_lot::Mutex;
 use pingora_cache::storage::HitHandler;
 use pingora_cache::CacheKey;
+pub use resume::{Resume, ResumeBody};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -283,6 +285,22 @@ impl Storage {
     /// Disk-tier I/O errors and corrupt entries seen since start (process-wide).
     pub fn disk_errors(&self) -> u64 {
         disk::DISK_ERRORS.load(Ordering::Relaxed)
+    }
+
+    /// Whether `h` streams a large object from disk: the only kind of hit whose body can
+    /// fail after the response started (see [`Resume`]).
+    pub fn streams_from_disk(h: &HitHandler) -> bool {
+        h.as_any()
+            .downcast_ref::<StorageHit>()
+            .is_some_and(StorageHit::streams_from_disk)
+    }
+
+    /// Lets a hit that streams from disk fetch the rest of its body from `resume` when a
+    /// disk read fails mid-body (no-op for other hits).
+    pub fn set_resume(h: &mut HitHandler, resume: Box<dyn Resume>) {
+        if let Some(hit) = h.as_any_mut().downcast_mut::<StorageHit>() {
+            hit.set_resume(resume);
+        }
     }
 
     /// The tier a hit handler returned by this storage reads from (`Memory` for others).

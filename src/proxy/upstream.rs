@@ -3,6 +3,8 @@
 
 use super::ctx::RequestCtx;
 use super::headers;
+use crate::config::OriginConfig;
+use crate::upstream::pool::Server;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -39,7 +41,16 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy server").into_up())
         }
     };
-    let cfg = &pool.cfg;
+    let peer = peer_for(&pool.cfg, &server);
+    ctx.active = Some(server.begin());
+    ctx.server = Some(server);
+    ctx.upstream_started = Some(Instant::now());
+    ctx.cache.request_time = Some(std::time::SystemTime::now());
+    Ok(Box::new(peer))
+}
+
+/// The peer for `server` of the origin `cfg` (TLS, SNI, timeouts).
+pub fn peer_for(cfg: &OriginConfig, server: &Server) -> HttpPeer {
     let sni = if cfg.sni.is_empty() {
         server.addr.ip().to_string()
     } else {
@@ -52,11 +63,7 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     o.read_timeout = Some(cfg.read_timeout);
     o.write_timeout = Some(cfg.read_timeout);
     o.idle_timeout = Some(Duration::from_secs(60));
-    ctx.active = Some(server.begin());
-    ctx.server = Some(server);
-    ctx.upstream_started = Some(Instant::now());
-    ctx.cache.request_time = Some(std::time::SystemTime::now());
-    Ok(Box::new(peer))
+    peer
 }
 
 /// `fail_to_connect`: passive health, then retry idempotent requests on another server.

@@ -378,13 +378,7 @@ async fn disk_tier_read_errors_degrade_to_memory_only_without_failing_a_request(
     let disk = outpost.dir().join("disk-cache");
     let files = foyer_files(&disk);
     assert!(!files.is_empty(), "no foyer files in {}", disk.display());
-    for f in &files {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(f)
-            .and_then(|h| h.set_len(0))
-            .unwrap_or_else(|e| panic!("truncate {}: {e}", f.display()));
-    }
+    truncate_all(&files);
 
     for i in 0..N {
         let path = format!("/c{i}");
@@ -437,6 +431,159 @@ async fn disk_tier_read_errors_degrade_to_memory_only_without_failing_a_request(
     }
     let after = tier_hits_reach(&outpost, before, (0.0, N as f64)).await;
     assert_eq!(after.0, before.0, "no disk hits while degraded");
+    assert_eq!(outpost.wait_exit(ms(1)).await, None, "outpost died");
+    assert_eq!(outpost.admin_get("/healthz").await.status, 200);
+}
+
+/// `body` as an origin that honours `Range` when `If-Range` matches its current `etag`
+/// (RFC 9110 §13.1.5); anything else gets the whole body.
+fn ranged(body: std::sync::Arc<Vec<u8>>, etag: &'static str) -> impl Fn(&Req) -> Reply {
+    move |req: &Req| {
+        let whole = || {
+            Reply::ok(body.to_vec())
+                .header("content-type", "application/octet-stream")
+                .header("cache-control", "max-age=600")
+                .header("etag", etag)
+        };
+        let range = req.header("range").and_then(|r| {
+            let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
+            Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+        });
+        match range {
+            Some((a, b))
+                if req.header("if-range").as_deref() == Some(etag) && a <= b && b < body.len() =>
+            {
+                Reply::status(206, body[a..=b].to_vec())
+                    .header("content-type", "application/octet-stream")
+                    .header("cache-control", "max-age=600")
+                    .header("etag", etag)
+                    .header("content-range", format!("bytes {a}-{b}/{}", body.len()))
+            }
+            _ => whole(),
+        }
+    }
+}
+
+/// GETs `path` from `outpost`, reads 1 MiB of the body, runs `meanwhile`, then reads the
+/// rest: (status, body read, whether the body ended in an error).
+async fn read_with_pause(
+    outpost: &Outpost,
+    path: &str,
+    meanwhile: impl FnOnce(),
+) -> (u16, Vec<u8>, bool) {
+    let mut resp = outpost
+        .client()
+        .get(outpost.url(path))
+        .header("host", "site.test")
+        .send()
+        .await
+        .expect("GET");
+    let status = resp.status().as_u16();
+    let mut body = Vec::new();
+    let mut meanwhile = Some(meanwhile);
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c),
+            Ok(None) => return (status, body, false),
+            Err(_) => return (status, body, true),
+        }
+        if body.len() >= MIB {
+            if let Some(f) = meanwhile.take() {
+                f();
+            }
+        }
+    }
+}
+
+fn truncate_all(files: &[std::path::PathBuf]) {
+    for f in files {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .and_then(|h| h.set_len(0))
+            .unwrap_or_else(|e| panic!("truncate {}: {e}", f.display()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_read_error_mid_body_resumes_from_the_origin_with_if_range() {
+    const LEN: usize = 24 * MIB;
+    let body = std::sync::Arc::new(noise(11, LEN));
+    let origin = Origin::new()
+        .handler("/big", ranged(body.clone(), "\"v1\""))
+        .start()
+        .await;
+    let mut outpost = Outpost::builder()
+        .set("cache", "memory", r#""4MiB""#)
+        .set("cache", "max_object", r#""64MiB""#)
+        .disk("256MiB")
+        .site("*", &origin)
+        .start()
+        .await;
+    let first = outpost.get("site.test", "/big").await;
+    assert!(
+        first.status == 200 && first.body[..] == body[..],
+        "{first:?}"
+    );
+    let files = foyer_files(&outpost.dir().join("disk-cache"));
+
+    // The client stalls after 1 MiB (outpost has read at most what socket buffers hold),
+    // the disk files lose everything, then the client reads on.
+    let (status, got, failed) = read_with_pause(&outpost, "/big", || truncate_all(&files)).await;
+    assert_eq!(status, 200);
+    assert!(
+        !failed,
+        "body failed after {} bytes\n{}",
+        got.len(),
+        outpost.output()
+    );
+    assert_eq!(got.len(), LEN, "short body\n{}", outpost.output());
+    assert!(got[..] == body[..], "resumed body differs");
+    let resumed = origin.last("/big").expect("origin request");
+    assert_eq!(origin.hits("/big"), 2, "one fill, one resume");
+    let range = resumed.header("range").unwrap_or_default();
+    assert!(
+        range.starts_with("bytes=")
+            && range.ends_with(&format!("-{}", LEN - 1))
+            && range != format!("bytes=0-{}", LEN - 1),
+        "resume asked for {range:?}"
+    );
+    assert_eq!(resumed.header("if-range").as_deref(), Some("\"v1\""));
+    assert_eq!(outpost.wait_exit(ms(1)).await, None, "outpost died");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_read_error_mid_body_never_splices_a_changed_representation() {
+    const LEN: usize = 24 * MIB;
+    let body = std::sync::Arc::new(noise(12, LEN));
+    let origin = Origin::new()
+        .handler("/big", ranged(body.clone(), "\"v1\""))
+        .start()
+        .await;
+    let mut outpost = Outpost::builder()
+        .set("cache", "memory", r#""4MiB""#)
+        .set("cache", "max_object", r#""64MiB""#)
+        .disk("256MiB")
+        .site("*", &origin)
+        .start()
+        .await;
+    assert_eq!(outpost.get("site.test", "/big").await.status, 200);
+    // The origin now has another version: If-Range "v1" no longer matches, it sends 200.
+    let changed = std::sync::Arc::new(noise(13, LEN));
+    origin.set_handler("/big", ranged(changed, "\"v2\""));
+    let files = foyer_files(&outpost.dir().join("disk-cache"));
+    let (status, got, failed) = read_with_pause(&outpost, "/big", || truncate_all(&files)).await;
+    assert_eq!(status, 200);
+    assert!(
+        failed && got.len() < LEN,
+        "a cut body must fail, never look complete ({} bytes, failed {failed})",
+        got.len()
+    );
+    assert!(
+        got[..] == body[..got.len()],
+        "bytes of another version were spliced in"
+    );
+    assert_eq!(origin.hits("/big"), 2, "one fill, one refused resume");
     assert_eq!(outpost.wait_exit(ms(1)).await, None, "outpost died");
     assert_eq!(outpost.admin_get("/healthz").await.status, 200);
 }

@@ -47,6 +47,16 @@ impl StorageHit {
         }
     }
 
+    pub(crate) fn streams_from_disk(&self) -> bool {
+        matches!(self.body, HitBody::Disk(_))
+    }
+
+    pub(crate) fn set_resume(&mut self, resume: Box<dyn super::Resume>) {
+        if let HitBody::Disk(d) = &mut self.body {
+            d.set_resume(resume);
+        }
+    }
+
     pub(crate) fn disk(body: DiskBody) -> Self {
         StorageHit {
             tier: Tier::Disk,

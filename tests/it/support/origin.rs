@@ -289,6 +289,18 @@ impl Origin {
             .insert(path.to_owned(), Arc::new(move |_| reply.clone()));
     }
 
+    /// Replaces the handler of `path`.
+    pub(crate) fn set_handler(
+        &self,
+        path: &str,
+        f: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) {
+        self.state
+            .routes
+            .lock()
+            .insert(path.to_owned(), Arc::new(f));
+    }
+
     /// The status `/health` answers from now on (200 at start).
     pub(crate) fn set_health(&self, status: u16) {
         self.state.health.store(status, Ordering::SeqCst);

@@ -1,16 +1,33 @@
 //! `DiskBody`: a large object streamed from the disk tier chunk by chunk (bounded memory),
-//! seekable for ranges. A chunk that cannot be read fails the body (never a short one).
+//! seekable for ranges. A chunk that cannot be read switches the body to its
+//! [`Resume`](crate::cache::storage::Resume) source for the rest, when the proxy gave one;
+//! otherwise the body fails (never a short one that looks complete).
 
 use super::*;
+use crate::cache::storage::{Resume, ResumeBody};
 
 /// A large object streamed from disk chunk by chunk (bounded memory), seekable.
-#[derive(Debug)]
 pub(crate) struct DiskBody {
     disk: &'static DiskTier,
     key: HashBinary,
     head: Arc<Head>,
     pos: u64,
     end: u64,
+    /// Where the rest comes from if a chunk cannot be read.
+    resume: Option<Box<dyn Resume>>,
+    /// The rest, once resumed.
+    remote: Option<Box<dyn ResumeBody>>,
+}
+
+impl std::fmt::Debug for DiskBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskBody")
+            .field("pos", &self.pos)
+            .field("end", &self.end)
+            .field("resumable", &self.resume.is_some())
+            .field("resumed", &self.remote.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl DiskBody {
@@ -22,6 +39,8 @@ impl DiskBody {
             head: Arc::new(head),
             pos: 0,
             end,
+            resume: None,
+            remote: None,
         }
     }
 
@@ -29,7 +48,14 @@ impl DiskBody {
         self.head.body_len
     }
 
+    pub(crate) fn set_resume(&mut self, resume: Box<dyn Resume>) {
+        self.resume = Some(resume);
+    }
+
     pub(crate) async fn read(&mut self) -> pingora::Result<Option<Bytes>> {
+        if self.remote.is_some() {
+            return self.read_remote().await;
+        }
         if self.pos >= self.end {
             return Ok(None);
         }
@@ -41,26 +67,64 @@ impl DiskBody {
                 tracing::warn!(path = %self.disk.path.display(), reason = e.0, "disk cache entry unreadable mid-body: removed");
                 self.disk.chunk_failed(e);
                 self.disk.remove(self.key);
-                return Error::e_explain(
-                    ErrorType::InternalError,
-                    format!("disk cache entry unreadable: {}", e.0),
-                );
+                return self.resume_or_fail(e.0).await;
             }
         };
         let within = (self.pos - i as u64 * size) as usize;
         let take =
             ((chunk.len() - within.min(chunk.len())) as u64).min(self.end - self.pos) as usize;
         if take == 0 {
-            self.disk
-                .read_failed(&"disk cache entry shorter than its head");
+            let why = "disk cache entry shorter than its head";
+            self.disk.read_failed(&why);
             self.disk.remove(self.key);
-            return Error::e_explain(
-                ErrorType::InternalError,
-                "disk cache entry shorter than its head",
-            );
+            return self.resume_or_fail(why).await;
         }
         self.pos += take as u64;
         Ok(Some(chunk.slice(within..within + take)))
+    }
+
+    /// After a failed chunk: the rest from the resume source, or an error.
+    async fn resume_or_fail(&mut self, why: &'static str) -> pingora::Result<Option<Bytes>> {
+        if let Some(resume) = &self.resume {
+            match resume.fetch(self.pos, self.end, self.head.body_len).await {
+                Ok(body) => {
+                    tracing::warn!(
+                        from = self.pos,
+                        to = self.end,
+                        "disk cache read failed mid-body: the rest comes from the origin"
+                    );
+                    self.remote = Some(body);
+                    return self.read_remote().await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "disk cache read failed mid-body and the origin could not supply the rest");
+                }
+            }
+        }
+        Error::e_explain(
+            ErrorType::InternalError,
+            format!("disk cache entry unreadable: {why}"),
+        )
+    }
+
+    async fn read_remote(&mut self) -> pingora::Result<Option<Bytes>> {
+        let Some(remote) = self.remote.as_mut() else {
+            return Ok(None);
+        };
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        match remote.read().await? {
+            Some(b) => {
+                let take = (b.len() as u64).min(self.end - self.pos) as usize;
+                self.pos += take as u64;
+                Ok(Some(b.slice(..take)))
+            }
+            None => Error::e_explain(
+                ErrorType::InternalError,
+                "origin ended the resumed body early",
+            ),
+        }
     }
 
     pub(crate) fn seek(&mut self, start: usize, end: Option<usize>) -> pingora::Result<()> {
@@ -73,6 +137,7 @@ impl DiskBody {
         }
         self.pos = start as u64;
         self.end = end.map_or(len, |e| (e as u64).min(len));
+        self.remote = None;
         Ok(())
     }
 }
