@@ -595,6 +595,7 @@ def rss_part(args, workdir):
         d = os.path.join(workdir, f"disk-big-{disk_size}")
         o = Outpost(args.bin, workdir, origin, "64MiB", "2GiB", (d, disk_size), tag=f"big-{disk_size}")
         time.sleep(1)
+        stored = True
         for step in ("fill", "cached read", "cached read 2"):
             before, _ = o.rss_kib()
             c0 = origin.count()
@@ -607,6 +608,8 @@ def rss_part(args, workdir):
                 f"{'yes' if ok else 'NO'} | {r['len'] / MIB / r['secs']:.0f} | {before / 1024:.0f} | "
                 f"{r['peak'] / 1024:.0f} | {growth:.0f} | {origin.count() - c0} |"
             )
+            if step == "fill":
+                stored = "stored" in r["cs"]
             if not ok:
                 problems.append(f"{disk_size} {step}: body wrong/short ({r['len']} bytes, {r['err']})")
             if growth > 64:
@@ -627,7 +630,11 @@ def rss_part(args, workdir):
             f"{len(body)} | {'yes' if exact else 'NO'} (Content-Range `{h.get('content-range')}`) | | "
             f"{before / 1024:.0f} | | | {origin.count() - c0} |"
         )
-        if st != 206 or not exact:
+        if not stored:
+            # Not cached (larger than disk size / 8): the Range goes to this bench's origin,
+            # which ignores Range and answers 200 in full. Nothing of outpost's to check.
+            pass
+        elif st != 206 or not exact:
             problems.append(f"{disk_size} Range: status {st}, exact {exact}")
         m = o.metrics()
         print(f"| {disk_size} | lookups so far | | {fmt_lookups(m)} | | | | | | | |")
