@@ -625,16 +625,15 @@ def rss_part(args, workdir):
         except Exception as e:  # noqa: BLE001 - reported
             st, h, body = repr(e)[:80], {}, b""
         exact = body == body_range(path, size, start, end)
+        verdict = ("yes" if exact else "NO") if stored else "n/a, not stored"
         print(
             f"| {disk_size} | Range {start}-{end - 1} | {st} | `{h.get('cache-status', '')}` | "
-            f"{len(body)} | {'yes' if exact else 'NO'} (Content-Range `{h.get('content-range')}`) | | "
+            f"{len(body)} | {verdict} (Content-Range `{h.get('content-range')}`) | | "
             f"{before / 1024:.0f} | | | {origin.count() - c0} |"
         )
-        if not stored:
-            # Not cached (larger than disk size / 8): the Range goes to this bench's origin,
-            # which ignores Range and answers 200 in full. Nothing of outpost's to check.
-            pass
-        elif st != 206 or not exact:
+        # Not stored (larger than disk size / 8): the Range goes to this bench's origin, which
+        # ignores Range and answers 200 in full. Nothing of outpost's to check then.
+        if stored and (st != 206 or not exact):
             problems.append(f"{disk_size} Range: status {st}, exact {exact}")
         m = o.metrics()
         print(f"| {disk_size} | lookups so far | | {fmt_lookups(m)} | | | | | | | |")

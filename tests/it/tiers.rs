@@ -505,26 +505,39 @@ fn truncate_all(files: &[std::path::PathBuf]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn disk_read_error_mid_body_resumes_from_the_origin_with_if_range() {
-    const LEN: usize = 24 * MIB;
-    let body = std::sync::Arc::new(noise(11, LEN));
+/// Memory 4 MiB (it keeps objects up to 512 KiB), a 256 MiB disk: larger objects stream
+/// from disk.
+async fn large_object_site(origin: &Origin) -> Outpost {
+    Outpost::builder()
+        .set("cache", "memory", r#""4MiB""#)
+        .set("cache", "max_object", r#""64MiB""#)
+        .disk("256MiB")
+        .site("*", origin)
+        .start()
+        .await
+}
+
+/// An origin serving 24 MiB of noise from `seed` on `/big` with ETag `"v1"` and Range
+/// support (see [`ranged`]), and an outpost where `/big` is stored and streams from disk.
+async fn resumable_big(seed: u64) -> (Origin, Outpost, std::sync::Arc<Vec<u8>>) {
+    let body = std::sync::Arc::new(noise(seed, 24 * MIB));
     let origin = Origin::new()
         .handler("/big", ranged(body.clone(), "\"v1\""))
         .start()
         .await;
-    let mut outpost = Outpost::builder()
-        .set("cache", "memory", r#""4MiB""#)
-        .set("cache", "max_object", r#""64MiB""#)
-        .disk("256MiB")
-        .site("*", &origin)
-        .start()
-        .await;
+    let outpost = large_object_site(&origin).await;
     let first = outpost.get("site.test", "/big").await;
     assert!(
         first.status == 200 && first.body[..] == body[..],
         "{first:?}"
     );
+    (origin, outpost, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_read_error_mid_body_resumes_from_the_origin_with_if_range() {
+    const LEN: usize = 24 * MIB;
+    let (origin, mut outpost, body) = resumable_big(11).await;
     let files = foyer_files(&outpost.dir().join("disk-cache"));
 
     // The client stalls after 1 MiB (outpost has read at most what socket buffers hold),
@@ -555,19 +568,7 @@ async fn disk_read_error_mid_body_resumes_from_the_origin_with_if_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_read_error_mid_body_never_splices_a_changed_representation() {
     const LEN: usize = 24 * MIB;
-    let body = std::sync::Arc::new(noise(12, LEN));
-    let origin = Origin::new()
-        .handler("/big", ranged(body.clone(), "\"v1\""))
-        .start()
-        .await;
-    let mut outpost = Outpost::builder()
-        .set("cache", "memory", r#""4MiB""#)
-        .set("cache", "max_object", r#""64MiB""#)
-        .disk("256MiB")
-        .site("*", &origin)
-        .start()
-        .await;
-    assert_eq!(outpost.get("site.test", "/big").await.status, 200);
+    let (origin, mut outpost, body) = resumable_big(12).await;
     // The origin now has another version: If-Range "v1" no longer matches, it sends 200.
     let changed = std::sync::Arc::new(noise(13, LEN));
     origin.set_handler("/big", ranged(changed, "\"v2\""));
@@ -601,13 +602,7 @@ async fn disk_tier_object_larger_than_memory_is_served_byte_exact_with_ranges() 
         )
         .start()
         .await;
-    let outpost = Outpost::builder()
-        .set("cache", "memory", r#""4MiB""#)
-        .set("cache", "max_object", r#""64MiB""#)
-        .disk("256MiB")
-        .site("*", &origin)
-        .start()
-        .await;
+    let outpost = large_object_site(&origin).await;
 
     let first = outpost.get("site.test", "/big").await;
     assert_eq!(first.status, 200, "{first:?}");
