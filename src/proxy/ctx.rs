@@ -23,6 +23,8 @@ pub struct RequestCtx {
     pub attempts: usize,
     /// A server whose reused connection just failed: avoided by the retry when possible.
     pub avoid: Option<SocketAddr>,
+    /// Retries taken after a reused connection failed, not counted in `attempts`.
+    pub free_retries: u8,
     pub server: Option<Arc<Server>>,
     pub active: Option<ActiveGuard>,
     pub upstream_started: Option<Instant>,
@@ -50,6 +52,7 @@ impl RequestCtx {
             tried: Vec::new(),
             attempts: 0,
             avoid: None,
+            free_retries: 0,
             server: None,
             active: None,
             upstream_started: None,

@@ -49,6 +49,11 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     Ok(Box::new(peer))
 }
 
+/// How long an idle pooled origin connection is kept: below the 5 s keep-alive timeout of
+/// Node.js and Apache httpd, so outpost closes it before the origin does (a request sent on
+/// a connection the origin is closing fails; see [`proxy_error`]).
+const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
+
 /// The peer for `server` of the origin `cfg` (TLS, SNI, timeouts).
 pub fn peer_for(cfg: &OriginConfig, server: &Server) -> HttpPeer {
     let sni = if cfg.sni.is_empty() {
@@ -62,7 +67,7 @@ pub fn peer_for(cfg: &OriginConfig, server: &Server) -> HttpPeer {
     o.total_connection_timeout = Some(cfg.connect_timeout);
     o.read_timeout = Some(cfg.read_timeout);
     o.write_timeout = Some(cfg.read_timeout);
-    o.idle_timeout = Some(Duration::from_secs(60));
+    o.idle_timeout = Some(UPSTREAM_IDLE);
     peer
 }
 
@@ -88,9 +93,15 @@ pub fn connect_failed(
     e
 }
 
-/// `error_while_proxy`: pingora retries idempotent requests whose *reused* connection failed
-/// before any response byte; such a retry is free (not counted in `retries`) and goes to
-/// another server when there is one.
+/// Retries after a failed *reused* connection that do not count against `retries`.
+const FREE_RETRIES: u8 = 2;
+
+/// `error_while_proxy`: an idempotent request (body fully buffered) whose *reused*
+/// connection failed before any response byte is sent again, preferably to another server.
+/// That is an origin that closed the idle pooled connection as it was being reused (its
+/// keep-alive timeout: Node's is 5 s): the failure is on the write, or on reading the head.
+/// Pingora itself only retries the second kind. Two such retries are free, later ones count
+/// in `retries`.
 pub fn proxy_error(
     peer: &HttpPeer,
     session: &Session,
@@ -102,13 +113,30 @@ pub fn proxy_error(
     let idempotent = session.req_header().method.is_idempotent();
     if !idempotent || session.as_ref().retry_buffer_truncated() {
         e.set_retry(false);
+        return e;
+    }
+    let before_answer = ctx.upstream_ms.is_none()
+        && matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        );
+    if client_reused && before_answer {
+        e.set_retry(true);
     } else {
         e.retry.decide_reuse(client_reused);
     }
-    if e.retry() {
-        ctx.attempts = ctx.attempts.saturating_sub(1);
-        ctx.avoid = peer.address().as_inet().copied();
+    if !e.retry() {
+        return e;
     }
+    let retries = ctx.pool.as_ref().map_or(0, |p| p.cfg.retries);
+    if ctx.free_retries < FREE_RETRIES {
+        ctx.free_retries += 1;
+        ctx.attempts = ctx.attempts.saturating_sub(1);
+    } else if ctx.attempts > retries {
+        e.set_retry(false);
+        return e;
+    }
+    ctx.avoid = peer.address().as_inet().copied();
     e
 }
 
