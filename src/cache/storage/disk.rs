@@ -324,11 +324,19 @@ impl DiskTier {
         }
     }
 
-    /// A read that failed (I/O error, or a record that fails its checks): counted in
-    /// `outpost_cache_disk_errors_total`; repeated ones take the tier out (`health.rs`).
-    pub(crate) fn read_failed(&self, error: &dyn std::fmt::Display) {
+    /// A read that failed with an I/O error: counted in `outpost_cache_disk_errors_total`;
+    /// repeated ones take the tier out (`health.rs`).
+    fn read_failed(&self, error: &dyn std::fmt::Display) {
         DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
         self.health.failed(&self.path, error);
+    }
+
+    /// A record that was read but is not usable: corrupt, from another format version, or
+    /// a chunk that is gone. Counted in `outpost_cache_disk_errors_total`, but not a sign of
+    /// a failing device (foyer checksums what it reads; after an upgrade every old entry is
+    /// like this), so it never takes the tier out.
+    pub(crate) fn unusable_record(&self) {
+        DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Whether the tier is out (memory-only) after repeated failures; see `health.rs`.
@@ -462,7 +470,7 @@ impl DiskTier {
             Ok(h) => Some(h),
             Err(e) => {
                 tracing::warn!(path = %self.path.display(), reason = e.0, "corrupt disk cache entry removed");
-                self.read_failed(&e.0);
+                self.unusable_record();
                 self.remove(key);
                 None
             }
@@ -501,19 +509,8 @@ impl DiskTier {
         let rec = self
             .get(&DiskKey::chunk(key, gen, part))
             .await
-            .ok_or(format::MISSING)?;
+            .ok_or(format::Corrupt("missing chunk"))?;
         format::decode_chunk(&rec, crc, len)
-    }
-
-    /// A chunk that could not be used. One that is simply gone (foyer evicted its block, or
-    /// its read failed and was reported already) is only counted; a corrupt one is a failed
-    /// read ([`DiskTier::read_failed`]).
-    pub(crate) fn chunk_failed(&self, e: format::Corrupt) {
-        if e == format::MISSING {
-            DISK_ERRORS.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.read_failed(&e.0);
-        }
     }
 
     /// The whole body (for promotion to memory); `None` (and the object removed) if any
@@ -525,7 +522,7 @@ impl DiskTier {
                 Ok(c) => chunks.push(c),
                 Err(e) => {
                     tracing::warn!(path = %self.path.display(), reason = e.0, "incomplete disk cache entry removed");
-                    self.chunk_failed(e);
+                    self.unusable_record();
                     self.remove(key);
                     return None;
                 }

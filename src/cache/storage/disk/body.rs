@@ -65,7 +65,7 @@ impl DiskBody {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(path = %self.disk.path.display(), reason = e.0, "disk cache entry unreadable mid-body: removed");
-                self.disk.chunk_failed(e);
+                self.disk.unusable_record();
                 self.disk.remove(self.key);
                 return self.resume_or_fail(e.0).await;
             }
@@ -75,7 +75,7 @@ impl DiskBody {
             ((chunk.len() - within.min(chunk.len())) as u64).min(self.end - self.pos) as usize;
         if take == 0 {
             let why = "disk cache entry shorter than its head";
-            self.disk.read_failed(&why);
+            self.disk.unusable_record();
             self.disk.remove(self.key);
             return self.resume_or_fail(why).await;
         }

@@ -17,9 +17,6 @@ pub(crate) const REMOVED: [u8; 4] = *b"OPX\x01";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Corrupt(pub(crate) &'static str);
 
-/// A chunk foyer does not have (evicted, or its read failed).
-pub(crate) const MISSING: Corrupt = Corrupt("missing chunk");
-
 /// The head record of one stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Head {

@@ -1,9 +1,10 @@
 //! Whether the disk tier is in use. Like passive ejection of an origin server: after
-//! `trip` consecutive failed disk reads (I/O errors, or records that fail their checks) with
-//! no successful one in between, the tier is taken out for `pause` and the cache runs on
+//! `trip` consecutive disk reads that fail with an I/O error, with no successful one in
+//! between, the tier is taken out for `pause` and the cache runs on
 //! memory only (lookups skip the disk, fills are not written to it). After the pause the
 //! tier is tried again: the next successful read brings it back, the next failure takes it
-//! out for another pause. A lone corrupt entry among good ones never trips it.
+//! out for another pause. Records that read fine but do not verify (corrupt,
+//! or from an older format version) are misses, never failures of the device.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

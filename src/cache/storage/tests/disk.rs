@@ -164,6 +164,41 @@ async fn corrupt_entries_are_misses_and_are_removed() {
     s.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_of_another_format_version_are_misses_and_never_degrade_the_tier() {
+    // After an upgrade, every entry on disk may be of the old format: each is a miss, is
+    // removed, and none of it looks like a failing device.
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await;
+    let disk = s.disk.as_ref().unwrap();
+    put(s, "http://a.test/current", &[], b"current").await;
+    let current = disk
+        .head(key("http://a.test/current").combined_bin())
+        .await
+        .unwrap();
+    let mut old = current.encode();
+    old[3] = 0; // format version 0
+    let errors = s.disk_errors();
+    for i in 0..20 {
+        let url = format!("http://a.test/old{i}");
+        let k = key(&url).combined_bin();
+        disk.put(DiskKey::head(k), old.clone());
+        assert!(
+            get(s, &url).await.is_none(),
+            "{url}: an old-format entry was served"
+        );
+        assert!(disk.head(k).await.is_none(), "{url}: not removed");
+    }
+    assert!(
+        s.disk_errors() >= errors + 20,
+        "old-format entries are counted"
+    );
+    let st = s.stats().disk.unwrap();
+    assert_eq!((st.state, st.degraded_total), ("ok", 0), "{st:?}");
+    assert_eq!(get(s, "http://a.test/current").await.unwrap(), b"current");
+    s.close().await;
+}
+
 #[tokio::test]
 async fn an_unusable_disk_path_is_an_error_naming_it() {
     let file = tempfile::NamedTempFile::new().unwrap();
