@@ -63,10 +63,11 @@ impl Tier {
 /// Counters of one tier (`/status` `cache.memory` / `cache.disk`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct TierStats {
-    /// Objects stored (Vary variants count separately). Disk: written by this process
-    /// minus removed by it (objects recovered from a previous run are not counted).
+    /// Objects stored (Vary variants count separately). Disk: an estimate, objects written
+    /// (also by earlier runs on the same directory) scaled down once more was written than
+    /// fits; a hard purge of everything starts it over.
     pub objects: u64,
-    /// Bytes charged: serialized meta + header + body. Disk: same caveat as `objects`.
+    /// Bytes charged: serialized meta + header + body. Disk: written, at most the size.
     pub bytes: u64,
     /// Lookups answered by this tier.
     pub hits: u64,

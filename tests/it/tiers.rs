@@ -41,6 +41,19 @@ async fn disk_tier_survives_clean_restart() {
     assert_eq!(outpost.get("site.test", "/d").await.text(), "/d v1");
     outpost.restart(true).await;
     assert_hit(&outpost, &origin, "/d", "after SIGTERM and restart").await;
+    // The disk tier's counts carry over the restart.
+    let status = outpost.admin_get("/status").await.json();
+    let disk = &status["cache"]["disk"];
+    assert_eq!(disk["objects"], 1, "{status}");
+    assert!(disk["bytes"].as_u64().is_some_and(|b| b > 0), "{status}");
+    let metric = outpost
+        .metric("outpost_cache_objects", &[("tier", "disk")])
+        .await;
+    assert_eq!(metric, 1.0);
+    // A hard purge of everything starts them over.
+    outpost.purge(r#"{"all": true}"#).await;
+    let status = outpost.admin_get("/status").await.json();
+    assert_eq!(status["cache"]["disk"]["objects"], 0, "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -126,10 +126,10 @@ pub(crate) struct DiskTier {
     pub(crate) object_limit: u64,
     pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
-    /// Written by this process (foyer reclaims whole blocks without telling which objects
-    /// went, so these only grow); reported clamped to `capacity`, see [`DiskTier::bytes`].
-    objects: AtomicU64,
-    bytes: AtomicU64,
+    /// Objects and bytes written (foyer reclaims whole blocks without telling which objects
+    /// went, so these only grow), carried across restarts; reported scaled to `capacity`,
+    /// see [`DiskTier::objects`].
+    counts: Arc<Counts>,
     /// `cache.disk.size`.
     capacity: u64,
     /// Record bytes submitted to foyer since the last completed [`DiskTier::throttle`] wait.
@@ -192,6 +192,8 @@ impl DiskTier {
             .enable_all()
             .build()
             .map_err(|e| unusable(&path, format!("cannot start disk I/O threads: {e}")))?;
+        let counts = Arc::new(Counts::load(&path));
+        runtime.spawn(Counts::keep_saved(counts.clone(), path.clone()));
         let spawner = Spawner::from(runtime); // from here on dropped without blocking
         let queue = (2 * max_object).clamp(64 * MIB, 1024 * MIB) as usize;
         // foyer's flusher drains everything queued into a buffer of this size (dropping what
@@ -228,8 +230,7 @@ impl DiskTier {
             object_limit: (cfg.size / 8).min(max_object.max(MIB)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-            objects: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            counts,
             capacity: cfg.size,
             submitted: AtomicU64::new(0),
             // foyer drops a record when its submit queue is over `queue`, and also when the
@@ -381,8 +382,10 @@ impl DiskTier {
     /// Writes the head that makes an object visible (after all its chunks).
     pub(crate) fn put_head(&self, key: HashBinary, head: &Head) {
         if self.put(DiskKey::head(key), head.encode()) {
-            self.objects.fetch_add(1, Ordering::Relaxed);
-            self.bytes.fetch_add(head.weight(), Ordering::Relaxed);
+            self.counts.objects.fetch_add(1, Ordering::Relaxed);
+            self.counts
+                .bytes
+                .fetch_add(head.weight(), Ordering::Relaxed);
         }
     }
 
@@ -539,16 +542,22 @@ impl DiskTier {
     }
 
     pub(crate) async fn close(&self) -> Result<(), StorageError> {
-        self.hc.close().await.map_err(|e| unusable(&self.path, e))
+        let closed = self.hc.close().await.map_err(|e| unusable(&self.path, e));
+        let (counts, path) = (self.counts.clone(), self.path.clone());
+        let _ = tokio::task::spawn_blocking(move || counts.save(&path)).await;
+        closed
+    }
+
+    /// Starts the counts over (everything on disk was purged).
+    pub(crate) fn reset_counts(&self) {
+        self.counts.objects.store(0, Ordering::Relaxed);
+        self.counts.bytes.store(0, Ordering::Relaxed);
     }
 
     /// Objects on disk, estimated: once more was written than fits, the count is scaled by
     /// the share that can still be there (foyer evicts whole blocks, oldest first).
     pub(crate) fn objects(&self) -> u64 {
-        let (objects, written) = (
-            self.objects.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        );
+        let (objects, written) = self.counts.get();
         if written <= self.capacity || written == 0 {
             return objects;
         }
@@ -558,7 +567,67 @@ impl DiskTier {
 
     /// Bytes on disk, estimated: what this process wrote, at most the device's capacity.
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed).min(self.capacity)
+        self.counts.get().1.min(self.capacity)
+    }
+}
+
+/// The written-objects and written-bytes counters, saved in the disk directory so the
+/// estimates survive a restart (every 10 s when they changed, and on close; after a crash
+/// the last 10 s of writes are not counted).
+#[derive(Debug, Default)]
+struct Counts {
+    objects: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Counts {
+    const FILE: &'static str = "outpost-disk-counts";
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn get(&self) -> (u64, u64) {
+        (
+            self.objects.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The saved counts, or zeros when there are none (or they do not parse).
+    fn load(dir: &Path) -> Counts {
+        let text = std::fs::read_to_string(dir.join(Self::FILE)).unwrap_or_default();
+        let mut nums = text.split_ascii_whitespace().map(str::parse::<u64>);
+        match (nums.next(), nums.next()) {
+            (Some(Ok(objects)), Some(Ok(bytes))) => Counts {
+                objects: AtomicU64::new(objects),
+                bytes: AtomicU64::new(bytes),
+            },
+            _ => Counts::default(),
+        }
+    }
+
+    /// Writes the counts (a temporary file renamed over the old one). Blocking.
+    fn save(&self, dir: &Path) {
+        let (objects, bytes) = self.get();
+        let tmp = dir.join(format!("{}.tmp", Self::FILE));
+        let done = std::fs::write(&tmp, format!("{objects} {bytes}\n"))
+            .and_then(|()| std::fs::rename(&tmp, dir.join(Self::FILE)));
+        if let Err(e) = done {
+            tracing::debug!(path = %dir.display(), error = %e, "disk cache counts not saved");
+        }
+    }
+
+    /// Saves the counts whenever they changed, every [`Counts::EVERY`] (runs on the disk
+    /// tier's own runtime, so it ends with it).
+    async fn keep_saved(counts: Arc<Counts>, dir: PathBuf) {
+        let mut saved = counts.get();
+        loop {
+            tokio::time::sleep(Self::EVERY).await;
+            let now = counts.get();
+            if now != saved {
+                let (c, d) = (counts.clone(), dir.clone());
+                let _ = tokio::task::spawn_blocking(move || c.save(&d)).await;
+                saved = now;
+            }
+        }
     }
 }
 

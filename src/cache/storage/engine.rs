@@ -246,6 +246,9 @@ impl Storage {
     /// Drops the whole memory tier (hard `all` purge): O(1), moka clears lazily.
     pub(crate) fn drop_all(&self) {
         self.memory.invalidate_all();
+        if let Some(disk) = &self.disk {
+            disk.reset_counts(); // what is left on disk is banned: it no longer counts
+        }
     }
 
     /// Forgets ban records that no stored or in-flight object can need any more.
