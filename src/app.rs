@@ -11,6 +11,7 @@ use crate::proxy::Outpost;
 use crate::state::{Runtime, Shared};
 use crate::upstream::health::HealthChecks;
 use async_trait::async_trait;
+use pingora::listeners::TcpSocketOptions;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -25,15 +26,60 @@ pub struct Bound {
     pub proxy: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     pub admin: SocketAddr,
+    /// Ports chosen for port-0 listeners, held until Pingora's own sockets accept on them.
+    held: Arc<std::sync::Mutex<Vec<socket2::Socket>>>,
 }
 
-/// Resolves port 0 to a free port and checks every address can be bound, naming the
-/// config key of the one that cannot (exit 1, interface.md §1).
-fn reserve(addr: SocketAddr, key: &str) -> Result<SocketAddr, Error> {
-    let l = TcpListener::bind(addr)
-        .map_err(|e| Error::Runtime(format!("{key}: cannot listen on {addr}: {e}")))?;
-    l.local_addr()
-        .map_err(|e| Error::Runtime(format!("{key}: {e}")))
+/// A listener address resolved before Pingora binds it.
+struct Reserved {
+    addr: SocketAddr,
+    /// For port 0: a bound (not listening) `SO_REUSEPORT` socket that keeps the chosen port
+    /// from any other process until Pingora binds its listener (also `SO_REUSEPORT`) there.
+    /// Without it, a port released here could be taken by someone else in between, and
+    /// `listening ...=ADDR` would name another process's port.
+    hold: Option<socket2::Socket>,
+}
+
+impl Reserved {
+    /// Pingora's socket options for this listener.
+    fn options(&self) -> Option<TcpSocketOptions> {
+        self.hold.as_ref().map(|_| {
+            let mut o = TcpSocketOptions::default();
+            o.so_reuseport = Some(true);
+            o
+        })
+    }
+}
+
+/// Resolves port 0 to a free port (held, see [`Reserved`]) and checks every other address
+/// can be bound, naming the config key of the one that cannot (exit 1, interface.md §1).
+/// Fixed ports are only probed: holding them with `SO_REUSEPORT` would let a second
+/// outpost share a port already in use instead of failing.
+fn reserve(addr: SocketAddr, key: &str) -> Result<Reserved, Error> {
+    let fail = |e: std::io::Error| Error::Runtime(format!("{key}: cannot listen on {addr}: {e}"));
+    if addr.port() != 0 {
+        let l = TcpListener::bind(addr).map_err(fail)?;
+        let addr = l.local_addr().map_err(fail)?;
+        return Ok(Reserved { addr, hold: None });
+    }
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(fail)?;
+    s.set_reuse_address(true).map_err(fail)?;
+    s.set_reuse_port(true).map_err(fail)?;
+    s.bind(&addr.into()).map_err(fail)?;
+    let local = s
+        .local_addr()
+        .map_err(fail)?
+        .as_socket()
+        .ok_or_else(|| Error::Runtime(format!("{key}: {addr} is not an IP address")))?;
+    Ok(Reserved {
+        addr: local,
+        hold: Some(s),
+    })
 }
 
 /// Builds the Pingora server for `cfg`. Returns it with the bound addresses and shared state.
@@ -91,12 +137,16 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
         "outpost proxy",
     );
     for a in &proxy_addrs {
-        proxy.add_tcp(&a.to_string());
+        match a.options() {
+            Some(o) => proxy.add_tcp_with_settings(&a.addr.to_string(), o),
+            None => proxy.add_tcp(&a.addr.to_string()),
+        }
     }
     if let Some(tls) = &cfg.tls {
         // Pingora consumes a TlsSettings per listener.
         for a in &tls_addrs {
-            proxy.add_tls_with_settings(&a.to_string(), None, crate::tls::settings(tls)?);
+            let settings = crate::tls::settings(tls)?;
+            proxy.add_tls_with_settings(&a.addr.to_string(), a.options(), settings);
         }
     }
     let ops = Arc::new(LiveOps::new(shared.clone()));
@@ -107,7 +157,10 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
             ops,
         },
     );
-    admin.add_tcp(&admin_addr.to_string());
+    match admin_addr.options() {
+        Some(o) => admin.add_tcp_with_settings(&admin_addr.addr.to_string(), o),
+        None => admin.add_tcp(&admin_addr.addr.to_string()),
+    }
     admin.threads = Some(1);
     let mut health = background_service(
         "health checks",
@@ -123,9 +176,17 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     Ok((
         server,
         Bound {
-            proxy: proxy_addrs,
-            tls: tls_addrs,
-            admin: admin_addr,
+            proxy: proxy_addrs.iter().map(|r| r.addr).collect(),
+            tls: tls_addrs.iter().map(|r| r.addr).collect(),
+            admin: admin_addr.addr,
+            held: Arc::new(std::sync::Mutex::new(
+                proxy_addrs
+                    .into_iter()
+                    .chain(tls_addrs)
+                    .chain([admin_addr])
+                    .filter_map(|r| r.hold)
+                    .collect(),
+            )),
         },
         shared,
     ))
@@ -149,6 +210,7 @@ pub fn announce_when_accepting(bound: &Bound, ready: Option<String>) {
         bound.proxy.iter().map(|a| ("proxy", *a)).collect();
     all.extend(bound.tls.iter().map(|a| ("tls", *a)));
     all.push(("admin", bound.admin));
+    let held = std::mem::take(&mut *bound.held.lock().unwrap_or_else(|e| e.into_inner()));
     let spawned = std::thread::Builder::new()
         .name("announce".into())
         .spawn(move || {
@@ -165,6 +227,7 @@ pub fn announce_when_accepting(bound: &Bound, ready: Option<String>) {
                 }
                 eprintln!("listening {kind}={addr}");
             }
+            drop(held); // Pingora's listeners have the ports now
             if let Some(text) = ready {
                 #[allow(clippy::print_stdout)]
                 {

@@ -3,7 +3,7 @@
 //! by the ban records first. Nothing here panics on a missing entry.
 
 use super::disk::{DiskBody, DISK_ERRORS};
-use super::entry::{Entry, EntryInfo};
+use super::entry::{decoded_cost, Entry, EntryInfo};
 use super::fill::{Fill, FillWriter};
 use super::hit::StorageHit;
 use super::{Storage, Tier};
@@ -28,7 +28,7 @@ impl Storage {
     /// A reader of an in-flight fill; `None` when it can no longer be read from its start
     /// (a pass-through fill that already released data).
     fn partial_hit(&self, fill: Arc<Fill>, v: Verdict) -> pingora::Result<Found> {
-        let mut meta = CacheMeta::deserialize(&fill.meta.0, &fill.meta.1)?;
+        let mut meta = super::entry::cache_meta_with(&fill.meta, || fill.decoded.get().cloned())?;
         if let Verdict::Expire(at) = v {
             meta.expire_at(at);
         }
@@ -89,6 +89,7 @@ impl Storage {
             body: body.clone(),
             info,
             decoded: std::sync::OnceLock::new(),
+            header_cost: decoded_cost(meta.response_header()),
         };
         self.store(k, entry, false).await; // promote
         Some((meta, Box::new(StorageHit::complete(Tier::Disk, body))))
@@ -172,6 +173,7 @@ impl StorageTrait for Storage {
             None => self.max_object.min(self.mem_object_limit),
         };
         let fill = Fill::new(id, key.combined_bin(), stamp, meta.serialize()?, info)
+            .with_header(meta.response_header_copy())
             .spilling_to(disk, self.mem_object_limit)
             .passing_after(pass_after);
         let fill = Arc::new(fill);
@@ -246,6 +248,7 @@ impl StorageTrait for Storage {
         let bin = meta.serialize()?;
         let stamp = self.stamp_for(key);
         let mut updated = None;
+        let header_cost = decoded_cost(meta.response_header());
         let in_memory = self
             .memory
             .replace_with(k, |e| {
@@ -262,6 +265,7 @@ impl StorageTrait for Storage {
                     body: e.body.clone(),
                     info,
                     decoded: std::sync::OnceLock::new(),
+                    header_cost,
                 }))
             })
             .await;

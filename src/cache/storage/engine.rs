@@ -5,12 +5,11 @@
 
 use super::entry::{expire_bin, Body, Entry};
 use super::fill::{Completed, Fill};
-use super::index::Index;
+use super::index::{Index, KeySet};
 use super::Storage;
 use crate::cache::purge::bans::{BanWriter, Verdict};
 use crate::cache::purge::log::LogLine;
 use pingora_cache::key::HashBinary;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -23,7 +22,7 @@ pub(crate) struct Banned {
     /// Its sequence number.
     pub(crate) seq: u64,
     /// Indexed (memory) objects it matched.
-    pub(crate) keys: HashSet<HashBinary>,
+    pub(crate) keys: KeySet,
     /// How many objects it matched.
     pub(crate) count: u64,
     log: Vec<LogLine>,
@@ -46,6 +45,7 @@ impl Storage {
             body: Arc::new(Body::new(chunks)),
             info: fill.info.clone(),
             decoded: std::sync::OnceLock::new(),
+            header_cost: fill.header_cost(),
         };
         let weight = entry.weight();
         self.store(fill.key, entry, true).await;
@@ -151,9 +151,9 @@ impl Storage {
         &self,
         soft: bool,
         at: SystemTime,
-        select: impl FnOnce(&mut Index, &mut BanWriter<'_>, &mut HashSet<HashBinary>) -> Option<u64>,
+        select: impl FnOnce(&mut Index, &mut BanWriter<'_>, &mut KeySet) -> Option<u64>,
     ) -> Banned {
-        let mut keys = HashSet::new();
+        let mut keys = KeySet::default();
         let mut idx = self.index.lock();
         let mut w = self.bans.begin(soft, at);
         let counted = select(&mut idx, &mut w, &mut keys);
@@ -205,13 +205,7 @@ impl Storage {
         0
     }
 
-    async fn apply_now(
-        &self,
-        seq: u64,
-        keys: HashSet<HashBinary>,
-        soft: bool,
-        at: SystemTime,
-    ) -> u64 {
+    async fn apply_now(&self, seq: u64, keys: KeySet, soft: bool, at: SystemTime) -> u64 {
         let mut done = 0;
         for (i, key) in keys.into_iter().enumerate() {
             let changed = if soft {

@@ -131,9 +131,24 @@ pub(crate) struct Entry {
     pub(crate) meta: MetaBin,
     pub(crate) body: Arc<Body>,
     pub(crate) info: Arc<EntryInfo>,
-    /// The response header, decoded once on the first hit (the serialized form is
-    /// zstd-compressed; decoding it on every hit was a measurable share of a hit's CPU).
+    /// The response header, decoded on the first hit and cloned for the next ones (the
+    /// serialized form in `meta` is zstd-compressed; decoding it on every hit cost a
+    /// measurable share of a hit's CPU). Its memory is charged up front, decoded or not:
+    /// `header_cost`, see [`decoded_cost`].
     pub(crate) decoded: OnceLock<ResponseHeader>,
+    pub(crate) header_cost: u32,
+}
+
+/// What a decoded copy of `header` (built by parsing, so with exact capacity) occupies,
+/// overestimated: its header map and the case-preserving name map each take about a
+/// hundred bytes per header, plus a separate allocation for each value and name.
+pub(crate) fn decoded_cost(header: &ResponseHeader) -> u32 {
+    let per_header: usize = header
+        .headers
+        .iter()
+        .map(|(name, value)| 320 + 2 * name.as_str().len() + value.len())
+        .sum();
+    u32::try_from(256 + per_header).unwrap_or(u32::MAX)
 }
 
 /// `CacheMeta::serialize()` header bytes of an empty header: deserializing the internal
@@ -149,6 +164,22 @@ fn empty_header_bin() -> Option<&'static [u8]> {
         .as_deref()
 }
 
+/// `meta` as a `CacheMeta` with the header `header` gives (only the small internal part of
+/// `meta` is deserialized); the whole of `meta` when `header` gives none.
+pub(crate) fn cache_meta_with(
+    meta: &MetaBin,
+    header: impl FnOnce() -> Option<ResponseHeader>,
+) -> pingora::Result<CacheMeta> {
+    if let Some(empty) = empty_header_bin() {
+        if let Some(h) = header() {
+            let mut m = CacheMeta::deserialize(&meta.0, empty)?;
+            *m.response_header_mut() = h;
+            return Ok(m);
+        }
+    }
+    CacheMeta::deserialize(&meta.0, &meta.1)
+}
+
 impl Entry {
     /// Bytes charged to the memory tier: serialized header + internal meta + body, plus the
     /// bookkeeping each object costs besides its bytes (moka node, index slots, URL and tag
@@ -158,17 +189,17 @@ impl Entry {
         let strings = self.info.url.len() * 2
             + self.info.host.len()
             + self.info.tags.iter().map(|t| t.len() * 2).sum::<usize>();
-        (self.meta.0.len() + self.meta.1.len() + self.body.len() + ENTRY_OVERHEAD + strings) as u64
+        let bytes =
+            self.meta.0.len() + self.meta.1.len() + self.body.len() + self.header_cost as usize;
+        (bytes + ENTRY_OVERHEAD + strings) as u64
     }
 
     pub(crate) fn cache_meta(&self) -> pingora::Result<CacheMeta> {
-        let (Some(header), Some(empty)) = (self.decoded.get(), empty_header_bin()) else {
-            let meta = CacheMeta::deserialize(&self.meta.0, &self.meta.1)?;
-            let _ = self.decoded.set(meta.response_header_copy());
-            return Ok(meta);
-        };
-        let mut meta = CacheMeta::deserialize(&self.meta.0, empty)?;
-        *meta.response_header_mut() = header.clone();
+        if let Some(h) = self.decoded.get() {
+            return cache_meta_with(&self.meta, || Some(h.clone()));
+        }
+        let meta = CacheMeta::deserialize(&self.meta.0, &self.meta.1)?;
+        let _ = self.decoded.set(meta.response_header_copy());
         Ok(meta)
     }
 
@@ -181,6 +212,7 @@ impl Entry {
             body: self.body.clone(),
             info: self.info.clone(),
             decoded: OnceLock::new(),
+            header_cost: self.header_cost,
         })
     }
 }

@@ -28,10 +28,11 @@ use super::disk::DiskTier;
 use super::entry::{EntryInfo, MetaBin};
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
+use pingora::http::ResponseHeader;
 use pingora_cache::key::HashBinary;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use tokio::sync::watch;
 
 /// Progress of a fill, as seen by its readers.
@@ -122,6 +123,8 @@ pub(crate) struct Fill {
     /// Purge sequence when the fill started: purges after it win over this content.
     pub(crate) stamp: u64,
     pub(crate) meta: MetaBin,
+    /// The response header of `meta`, decoded (readers and the entry it becomes use it).
+    pub(crate) decoded: OnceLock<ResponseHeader>,
     pub(crate) info: Arc<EntryInfo>,
     slots: RwLock<Slots>,
     state: watch::Sender<FillState>,
@@ -148,6 +151,7 @@ impl Fill {
             key,
             stamp,
             meta,
+            decoded: OnceLock::new(),
             info,
             slots: RwLock::new(Slots::default()),
             state,
@@ -157,6 +161,22 @@ impl Fill {
             passing: AtomicBool::new(false),
             writing: Mutex::new(Writing::default()),
         }
+    }
+
+    /// [`decoded_cost`](super::entry::decoded_cost) of the response header, for the entry
+    /// the fill becomes.
+    pub(crate) fn header_cost(&self) -> u32 {
+        match self.decoded.get() {
+            Some(h) => super::entry::decoded_cost(h),
+            None => pingora_cache::CacheMeta::deserialize(&self.meta.0, &self.meta.1)
+                .map_or(4096, |m| super::entry::decoded_cost(m.response_header())),
+        }
+    }
+
+    /// Gives the fill the decoded form of its meta's header.
+    pub(crate) fn with_header(self, header: ResponseHeader) -> Self {
+        let _ = self.decoded.set(header);
+        self
     }
 
     /// Lets the fill spill to `disk` once it holds more than `after` bytes.

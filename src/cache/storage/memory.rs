@@ -21,7 +21,8 @@ struct Counters {
 
 /// See the module docs.
 pub(crate) struct MemoryTier {
-    cache: Cache<HashBinary, Arc<Entry>>,
+    /// foldhash instead of SipHash: keys are already hashes, hashing them is per lookup.
+    cache: Cache<HashBinary, Arc<Entry>, foldhash::quality::RandomState>,
     capacity: u64,
     counters: Arc<Counters>,
     pub(crate) hits: AtomicU64,
@@ -62,7 +63,7 @@ impl MemoryTier {
                     on_removed(&k, &v);
                 }
             })
-            .build();
+            .build_with_hasher(foldhash::quality::RandomState::default());
         MemoryTier {
             cache,
             capacity,
