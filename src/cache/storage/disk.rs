@@ -139,7 +139,7 @@ pub(crate) struct DiskTier {
     /// Serializes submissions; see [`DiskTier::put`].
     submit: parking_lot::Mutex<()>,
     /// Taken out (memory-only) after repeated read failures; see `health.rs`.
-    health: health::Health,
+    health: Arc<health::Health>,
 }
 
 impl std::fmt::Debug for DiskTier {
@@ -193,7 +193,8 @@ impl DiskTier {
             .build()
             .map_err(|e| unusable(&path, format!("cannot start disk I/O threads: {e}")))?;
         let counts = Arc::new(Counts::load(&path));
-        runtime.spawn(Counts::keep_saved(counts.clone(), path.clone()));
+        let health = Arc::new(health::Health::new(health::TRIP, health::PAUSE));
+        runtime.spawn(maintain(counts.clone(), health.clone(), path.clone()));
         let spawner = Spawner::from(runtime); // from here on dropped without blocking
         let queue = (2 * max_object).clamp(64 * MIB, 1024 * MIB) as usize;
         // foyer's flusher drains everything queued into a buffer of this size (dropping what
@@ -238,7 +239,7 @@ impl DiskTier {
             // batch is being written: stay well below both.
             submit_budget: SUBMIT_BUDGET.min((queue.min(buffer_pool) / 4) as u64),
             submit: parking_lot::Mutex::new(()),
-            health: health::Health::new(health::TRIP, health::PAUSE),
+            health,
         })
     }
 
@@ -614,25 +615,58 @@ impl Counts {
             tracing::debug!(path = %dir.display(), error = %e, "disk cache counts not saved");
         }
     }
+}
 
-    /// Saves the counts whenever they changed, every [`Counts::EVERY`] (runs on the disk
-    /// tier's own runtime, so it ends with it).
-    async fn keep_saved(counts: Arc<Counts>, dir: PathBuf) {
-        let mut saved = counts.get();
-        loop {
-            tokio::time::sleep(Self::EVERY).await;
-            let now = counts.get();
-            if now != saved {
-                let (c, d) = (counts.clone(), dir.clone());
-                let _ = tokio::task::spawn_blocking(move || c.save(&d)).await;
-                saved = now;
+/// Every [`Counts::EVERY`]: saves the counts when they changed, and probes that the
+/// directory can still be written (foyer only logs its write errors). Runs on the disk
+/// tier's own runtime, so it ends with it.
+async fn maintain(counts: Arc<Counts>, health: Arc<health::Health>, dir: PathBuf) {
+    let mut saved = counts.get();
+    loop {
+        tokio::time::sleep(Counts::EVERY).await;
+        let now = counts.get();
+        let (c, d) = (counts.clone(), dir.clone());
+        let save = now != saved;
+        let probe = tokio::task::spawn_blocking(move || {
+            if save {
+                c.save(&d);
             }
+            write_probe(&d)
+        })
+        .await;
+        saved = now;
+        if let Ok(Err(e)) = probe {
+            health.failed_now(&dir, &format!("cannot write in the cache directory: {e}"));
         }
     }
 }
 
+/// Writes, syncs and removes a small file in `dir`. Blocking.
+fn write_probe(dir: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(".outpost-probe");
+    let mut f = std::fs::File::create(&path)?;
+    f.write_all(b"ok")?;
+    f.sync_data()?;
+    drop(f);
+    std::fs::remove_file(&path)
+}
+
 #[cfg(test)]
 impl DiskTier {
+    /// Whether foyer holds a head record for `key` (whatever the tier's state).
+    pub(crate) fn holds_head(&self, key: HashBinary) -> bool {
+        self.hc.contains(&DiskKey::head(key))
+    }
+
+    /// One write probe of the directory, as the maintenance task does every 10 s.
+    pub(crate) async fn probe_now(&self) {
+        let dir = self.path.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || write_probe(&dir)).await {
+            self.health.failed_now(&self.path, &e);
+        }
+    }
+
     /// Waits until foyer's flushers processed everything submitted so far.
     pub(crate) async fn wait_all(&self) {
         self.hc.storage().wait().await;

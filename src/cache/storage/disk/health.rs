@@ -1,7 +1,9 @@
 //! Whether the disk tier is in use. Like passive ejection of an origin server: after
 //! `trip` consecutive disk reads that fail with an I/O error, with no successful one in
 //! between, the tier is taken out for `pause` and the cache runs on
-//! memory only (lookups skip the disk, fills are not written to it). After the pause the
+//! memory only (lookups skip the disk, fills are not written to it). A failed write probe
+//! of the directory (read-only remount, full filesystem, device gone: foyer's own write
+//! errors are only logged) takes it out at once. After the pause the
 //! tier is tried again: the next successful read brings it back, the next failure takes it
 //! out for another pause. Records that read fine but do not verify (corrupt,
 //! or from an older format version) are misses, never failures of the device.
@@ -65,7 +67,9 @@ impl Health {
             self.failures.store(0, Ordering::Relaxed);
         }
         let until = self.out_until.load(Ordering::Relaxed);
+        // Only once the pause is over: a read that was already in flight does not count.
         if until != 0
+            && self.now_ms() >= until
             && self
                 .out_until
                 .compare_exchange(until, 0, Ordering::Relaxed, Ordering::Relaxed)
@@ -73,6 +77,13 @@ impl Health {
         {
             tracing::warn!(path = %path.display(), "disk cache readable again: back in use");
         }
+    }
+
+    /// A failure that is enough on its own (the directory cannot be written): takes the
+    /// tier out now unless it is out already. True when it did.
+    pub(crate) fn failed_now(&self, path: &std::path::Path, error: &dyn std::fmt::Display) -> bool {
+        self.failures.fetch_max(self.trip - 1, Ordering::Relaxed);
+        self.failed(path, error)
     }
 
     /// A failed read. True when this failure took the tier out.
@@ -134,6 +145,21 @@ mod tests {
         assert!(h.failed(p, &"e5"), "third consecutive failure trips");
         assert!(h.degraded());
         assert!(!h.failed(p, &"e6"), "already out");
+        assert_eq!(h.trips(), 1);
+    }
+
+    #[test]
+    fn a_probe_failure_trips_at_once_and_a_success_during_the_pause_does_not_end_it() {
+        let h = Health::new(8, Duration::from_secs(60));
+        let p = Path::new("/d");
+        assert!(h.failed_now(p, &"read-only file system"));
+        assert!(h.degraded());
+        h.ok(p);
+        assert!(
+            h.degraded(),
+            "a read in flight during the pause does not bring it back"
+        );
+        assert!(!h.failed_now(p, &"again"), "already out");
         assert_eq!(h.trips(), 1);
     }
 

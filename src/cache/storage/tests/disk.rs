@@ -199,6 +199,45 @@ async fn entries_of_another_format_version_are_misses_and_never_degrade_the_tier
     s.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_that_cannot_be_written_takes_the_tier_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path(), 64 * 1024).await;
+    let disk = s.disk.as_ref().unwrap();
+    put(s, "http://a.test/before", &[], &big_body(20_000)).await;
+    let before = key("http://a.test/before").combined_bin();
+    assert!(disk.head(before).await.is_some());
+    disk.probe_now().await;
+    assert_eq!(
+        s.stats().disk.unwrap().state,
+        "ok",
+        "a writable directory passes"
+    );
+
+    // The probe file's name taken by a directory: creating the file fails, as it would on
+    // a read-only or full filesystem.
+    std::fs::create_dir(dir.path().join(".outpost-probe")).unwrap();
+    disk.probe_now().await;
+    let st = s.stats().disk.unwrap();
+    assert_eq!((st.state, st.degraded_total), ("degraded", 1), "{st:?}");
+    assert!(
+        disk.head(before).await.is_none(),
+        "lookups skip the tier while it is out"
+    );
+    // Small enough for memory (with a disk tier it would also be written through).
+    put(s, "http://a.test/after", &[], &big_body(1000)).await;
+    assert_eq!(
+        get(s, "http://a.test/after").await.unwrap(),
+        big_body(1000),
+        "memory still serves"
+    );
+    disk.wait_all().await;
+    let after = key("http://a.test/after").combined_bin();
+    assert!(disk.holds_head(before), "still on disk, only skipped");
+    assert!(!disk.holds_head(after), "nothing written while it is out");
+    s.close().await;
+}
+
 #[tokio::test]
 async fn an_unusable_disk_path_is_an_error_naming_it() {
     let file = tempfile::NamedTempFile::new().unwrap();
