@@ -3,7 +3,7 @@
 //! by the ban records first. Nothing here panics on a missing entry.
 
 use super::disk::{DiskBody, DISK_ERRORS};
-use super::entry::{decoded_cost, Entry, EntryInfo};
+use super::entry::{Entry, EntryInfo, HeaderWire};
 use super::fill::{Fill, FillWriter};
 use super::hit::StorageHit;
 use super::{Storage, Tier};
@@ -88,8 +88,7 @@ impl Storage {
             meta: head.meta,
             body: body.clone(),
             info,
-            decoded: std::sync::OnceLock::new(),
-            header_cost: decoded_cost(meta.response_header()),
+            header: HeaderWire::of(meta.response_header()),
         };
         self.store(k, entry, false).await; // promote
         Some((meta, Box::new(StorageHit::complete(Tier::Disk, body))))
@@ -248,7 +247,7 @@ impl StorageTrait for Storage {
         let bin = meta.serialize()?;
         let stamp = self.stamp_for(key);
         let mut updated = None;
-        let header_cost = decoded_cost(meta.response_header());
+        let header = HeaderWire::of(meta.response_header());
         let in_memory = self
             .memory
             .replace_with(k, |e| {
@@ -264,8 +263,7 @@ impl StorageTrait for Storage {
                     meta,
                     body: e.body.clone(),
                     info,
-                    decoded: std::sync::OnceLock::new(),
-                    header_cost,
+                    header: header.clone(),
                 }))
             })
             .await;

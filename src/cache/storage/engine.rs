@@ -44,8 +44,7 @@ impl Storage {
             meta: fill.meta.clone(),
             body: Arc::new(Body::new(chunks)),
             info: fill.info.clone(),
-            decoded: std::sync::OnceLock::new(),
-            header_cost: fill.header_cost(),
+            header: fill.header_wire(),
         };
         let weight = entry.weight();
         self.store(fill.key, entry, true).await;

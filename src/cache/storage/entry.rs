@@ -2,6 +2,10 @@
 //! what purges match on (URL, host, tags, purge stamp). Shared by the memory tier and
 //! in-flight fills. Pure data: no locking, no I/O.
 
+mod wire;
+
+pub(crate) use wire::HeaderWire;
+
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora_cache::key::HashBinary;
@@ -19,8 +23,10 @@ const MAX_TAG_LEN: usize = 1024;
 pub(crate) type MetaBin = (Vec<u8>, Vec<u8>);
 
 /// What purges match an object on. Shared (`Arc`) between a fill and the entry it becomes.
-/// Fixed per-object memory outside the object's own bytes (see [`Entry::weight`]).
-pub(crate) const ENTRY_OVERHEAD: usize = 1024;
+/// Fixed per-object memory outside the object's own bytes (see [`Entry::weight`]): moka's
+/// node, the index slots, the `Entry` and `EntryInfo`, allocator rounding. Measured at
+/// 1.2 to 1.6 KB (RSS growth per stored 1 KiB object, minus its body, header and meta).
+pub(crate) const ENTRY_OVERHEAD: usize = 1280;
 
 #[derive(Debug)]
 pub(crate) struct EntryInfo {
@@ -131,24 +137,9 @@ pub(crate) struct Entry {
     pub(crate) meta: MetaBin,
     pub(crate) body: Arc<Body>,
     pub(crate) info: Arc<EntryInfo>,
-    /// The response header, decoded on the first hit and cloned for the next ones (the
-    /// serialized form in `meta` is zstd-compressed; decoding it on every hit cost a
-    /// measurable share of a hit's CPU). Its memory is charged up front, decoded or not:
-    /// `header_cost`, see [`decoded_cost`].
-    pub(crate) decoded: OnceLock<ResponseHeader>,
-    pub(crate) header_cost: u32,
-}
-
-/// What a decoded copy of `header` (built by parsing, so with exact capacity) occupies,
-/// overestimated: its header map and the case-preserving name map each take about a
-/// hundred bytes per header, plus a separate allocation for each value and name.
-pub(crate) fn decoded_cost(header: &ResponseHeader) -> u32 {
-    let per_header: usize = header
-        .headers
-        .iter()
-        .map(|(name, value)| 320 + 2 * name.as_str().len() + value.len())
-        .sum();
-    u32::try_from(256 + per_header).unwrap_or(u32::MAX)
+    /// The response header in wire form: what hits rebuild it from (see `entry/wire.rs`).
+    /// Charged in [`Entry::weight`].
+    pub(crate) header: HeaderWire,
 }
 
 /// `CacheMeta::serialize()` header bytes of an empty header: deserializing the internal
@@ -181,26 +172,19 @@ pub(crate) fn cache_meta_with(
 }
 
 impl Entry {
-    /// Bytes charged to the memory tier: serialized header + internal meta + body, plus the
-    /// bookkeeping each object costs besides its bytes (moka node, index slots, URL and tag
-    /// strings, hit handler state; measured at about 1.4 KB per object in benches/RESULTS.md),
-    /// so `cache.memory` bounds the process, not just the payload.
+    /// Bytes charged to the memory tier: serialized meta, the header's wire form, the body,
+    /// plus the bookkeeping each object costs besides its bytes ([`ENTRY_OVERHEAD`], URL and
+    /// tag strings), so `cache.memory` bounds the process, not just the payload.
     pub(crate) fn weight(&self) -> u64 {
         let strings = self.info.url.len() * 2
             + self.info.host.len()
             + self.info.tags.iter().map(|t| t.len() * 2).sum::<usize>();
-        let bytes =
-            self.meta.0.len() + self.meta.1.len() + self.body.len() + self.header_cost as usize;
+        let bytes = self.meta.0.len() + self.meta.1.len() + self.header.len() + self.body.len();
         (bytes + ENTRY_OVERHEAD + strings) as u64
     }
 
     pub(crate) fn cache_meta(&self) -> pingora::Result<CacheMeta> {
-        if let Some(h) = self.decoded.get() {
-            return cache_meta_with(&self.meta, || Some(h.clone()));
-        }
-        let meta = CacheMeta::deserialize(&self.meta.0, &self.meta.1)?;
-        let _ = self.decoded.set(meta.response_header_copy());
-        Ok(meta)
+        cache_meta_with(&self.meta, || self.header.decode().ok())
     }
 
     /// A copy whose meta is stale as of `at` (soft purge). Keeps id, stamp and body.
@@ -211,8 +195,7 @@ impl Entry {
             meta: expire_bin(&self.meta, at)?,
             body: self.body.clone(),
             info: self.info.clone(),
-            decoded: OnceLock::new(),
-            header_cost: self.header_cost,
+            header: self.header.clone(),
         })
     }
 }

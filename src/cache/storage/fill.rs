@@ -163,13 +163,13 @@ impl Fill {
         }
     }
 
-    /// [`decoded_cost`](super::entry::decoded_cost) of the response header, for the entry
-    /// the fill becomes.
-    pub(crate) fn header_cost(&self) -> u32 {
+    /// The wire form of the response header, for the entry the fill becomes.
+    pub(crate) fn header_wire(&self) -> super::entry::HeaderWire {
         match self.decoded.get() {
-            Some(h) => super::entry::decoded_cost(h),
+            Some(h) => super::entry::HeaderWire::of(h),
             None => pingora_cache::CacheMeta::deserialize(&self.meta.0, &self.meta.1)
-                .map_or(4096, |m| super::entry::decoded_cost(m.response_header())),
+                .map(|m| super::entry::HeaderWire::of(m.response_header()))
+                .unwrap_or_default(),
         }
     }
 
