@@ -251,6 +251,17 @@ async fn noise_origin(n: u64) -> Origin {
     builder.start().await
 }
 
+/// GETs `/c0`..`/c{n-1}` of a [`noise_origin`], checking every body.
+async fn get_noise(outpost: &Outpost, n: u64) {
+    for i in 0..n {
+        let r = outpost.get("site.test", &format!("/c{i}")).await;
+        assert!(
+            r.status == 200 && r.body[..] == noise(i + 1, 300 * KIB)[..],
+            "{r:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_tier_corrupt_file_is_a_miss_with_the_right_body() {
     // Six 300 KiB objects (two disk chunks each); the even ones get corrupted.
@@ -261,11 +272,7 @@ async fn disk_tier_corrupt_file_is_a_miss_with_the_right_body() {
     };
     let origin = noise_origin(N).await;
     let mut outpost = disk_site(&origin).await;
-    for i in 0..N {
-        let path = format!("/c{i}");
-        let r = outpost.get("site.test", &path).await;
-        assert!(r.status == 200 && r.body[..] == body(&path)[..], "{r:?}");
-    }
+    get_noise(&outpost, N).await;
     let disk = outpost.dir().join("disk-cache");
     outpost.terminate();
     let stopped = outpost.wait_exit(Duration::from_secs(10)).await;
@@ -324,13 +331,7 @@ async fn disk_tier_garbled_and_truncated_files_never_give_a_wrong_body() {
     const N: u64 = 8;
     let origin = noise_origin(N).await;
     let mut outpost = disk_site(&origin).await;
-    for i in 0..N {
-        let r = outpost.get("site.test", &format!("/c{i}")).await;
-        assert!(
-            r.status == 200 && r.body[..] == noise(i + 1, 300 * KIB)[..],
-            "{r:?}"
-        );
-    }
+    get_noise(&outpost, N).await;
     let disk = outpost.dir().join("disk-cache");
     outpost.terminate();
     let stopped = outpost.wait_exit(Duration::from_secs(10)).await;
@@ -378,13 +379,7 @@ async fn disk_tier_read_errors_degrade_to_memory_only_without_failing_a_request(
     const N: u64 = 12;
     let origin = noise_origin(N).await;
     let mut outpost = disk_site(&origin).await;
-    for i in 0..N {
-        let r = outpost.get("site.test", &format!("/c{i}")).await;
-        assert!(
-            r.status == 200 && r.body[..] == noise(i + 1, 300 * KIB)[..],
-            "{r:?}"
-        );
-    }
+    get_noise(&outpost, N).await;
     outpost.restart(true).await; // memory empty: lookups go to the disk
     let status = outpost.admin_get("/status").await.json();
     assert_eq!(status["cache"]["disk"]["state"], "ok", "{status}");

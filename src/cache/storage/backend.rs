@@ -28,7 +28,7 @@ impl Storage {
     /// A reader of an in-flight fill; `None` when it can no longer be read from its start
     /// (a pass-through fill that already released data).
     fn partial_hit(&self, fill: Arc<Fill>, v: Verdict) -> pingora::Result<Found> {
-        let mut meta = super::entry::cache_meta_with(&fill.meta, || fill.decoded.get().cloned())?;
+        let mut meta = super::entry::cache_meta_with(&fill.meta, || fill.decoded.clone())?;
         if let Verdict::Expire(at) = v {
             meta.expire_at(at);
         }

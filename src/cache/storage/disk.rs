@@ -7,6 +7,8 @@
 mod body;
 mod format;
 mod health;
+mod records;
+mod upkeep;
 
 pub(crate) use body::DiskBody;
 
@@ -16,14 +18,16 @@ use crate::config::DiskConfig;
 use bytes::Bytes;
 pub(crate) use format::Head;
 use foyer::{
-    BlockEngineConfig, Code, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
     HybridCachePolicy, Load, RecoverMode, Spawner,
 };
 use pingora::{Error, ErrorType};
 use pingora_cache::key::HashBinary;
+pub(crate) use records::{DiskKey, DiskValue};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use upkeep::{maintain, Counts};
 
 const MIB: u64 = 1 << 20;
 
@@ -39,83 +43,6 @@ pub(crate) static DISK_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic:
 /// not made visible. Not an I/O error; see [`DiskTier::put`].
 pub(crate) static DISK_DROPPED_WRITES: std::sync::atomic::AtomicU64 =
     std::sync::atomic::AtomicU64::new(0);
-
-/// Marks the head record in `DiskKey::part`.
-const HEAD: u32 = u32::MAX;
-
-/// A foyer key: an object's combined key plus which record of it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct DiskKey {
-    key: HashBinary,
-    /// Chunk number, or `HEAD`.
-    part: u32,
-    /// Entry id (0 for the head): chunks of different generations never collide.
-    gen: u64,
-}
-
-impl DiskKey {
-    pub(super) fn head(key: HashBinary) -> Self {
-        DiskKey {
-            key,
-            part: HEAD,
-            gen: 0,
-        }
-    }
-    pub(super) fn chunk(key: HashBinary, gen: u64, part: usize) -> Self {
-        let part = u32::try_from(part).unwrap_or(HEAD - 1);
-        DiskKey { key, part, gen }
-    }
-}
-
-impl Code for DiskKey {
-    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
-        w.write_all(&self.key).map_err(foyer::Error::io_error)?;
-        w.write_all(&self.part.to_le_bytes())
-            .map_err(foyer::Error::io_error)?;
-        w.write_all(&self.gen.to_le_bytes())
-            .map_err(foyer::Error::io_error)
-    }
-
-    fn decode(r: &mut impl std::io::Read) -> foyer::Result<Self> {
-        let mut b = [0u8; 28];
-        r.read_exact(&mut b).map_err(foyer::Error::io_error)?;
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&b[..16]);
-        let part = u32::from_le_bytes([b[16], b[17], b[18], b[19]]);
-        let mut g = [0u8; 8];
-        g.copy_from_slice(&b[20..]);
-        Ok(DiskKey {
-            key,
-            part,
-            gen: u64::from_le_bytes(g),
-        })
-    }
-
-    fn estimated_size(&self) -> usize {
-        28
-    }
-}
-
-/// A foyer value: one encoded record. Decoding takes the exact bytes foyer stored, so no
-/// length prefix is ever trusted.
-#[derive(Debug, Clone)]
-pub(crate) struct DiskValue(Bytes);
-
-impl Code for DiskValue {
-    fn encode(&self, w: &mut impl std::io::Write) -> foyer::Result<()> {
-        w.write_all(&self.0).map_err(foyer::Error::io_error)
-    }
-
-    fn decode(r: &mut impl std::io::Read) -> foyer::Result<Self> {
-        let mut v = Vec::new();
-        r.read_to_end(&mut v).map_err(foyer::Error::io_error)?;
-        Ok(DiskValue(Bytes::from(v)))
-    }
-
-    fn estimated_size(&self) -> usize {
-        self.0.len()
-    }
-}
 
 /// See the module docs.
 pub(crate) struct DiskTier {
@@ -572,86 +499,6 @@ impl DiskTier {
     }
 }
 
-/// The written-objects and written-bytes counters, saved in the disk directory so the
-/// estimates survive a restart (every 10 s when they changed, and on close; after a crash
-/// the last 10 s of writes are not counted).
-#[derive(Debug, Default)]
-struct Counts {
-    objects: AtomicU64,
-    bytes: AtomicU64,
-}
-
-impl Counts {
-    const FILE: &'static str = "outpost-disk-counts";
-    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-    fn get(&self) -> (u64, u64) {
-        (
-            self.objects.load(Ordering::Relaxed),
-            self.bytes.load(Ordering::Relaxed),
-        )
-    }
-
-    /// The saved counts, or zeros when there are none (or they do not parse).
-    fn load(dir: &Path) -> Counts {
-        let text = std::fs::read_to_string(dir.join(Self::FILE)).unwrap_or_default();
-        let mut nums = text.split_ascii_whitespace().map(str::parse::<u64>);
-        match (nums.next(), nums.next()) {
-            (Some(Ok(objects)), Some(Ok(bytes))) => Counts {
-                objects: AtomicU64::new(objects),
-                bytes: AtomicU64::new(bytes),
-            },
-            _ => Counts::default(),
-        }
-    }
-
-    /// Writes the counts (a temporary file renamed over the old one). Blocking.
-    fn save(&self, dir: &Path) {
-        let (objects, bytes) = self.get();
-        let tmp = dir.join(format!("{}.tmp", Self::FILE));
-        let done = std::fs::write(&tmp, format!("{objects} {bytes}\n"))
-            .and_then(|()| std::fs::rename(&tmp, dir.join(Self::FILE)));
-        if let Err(e) = done {
-            tracing::debug!(path = %dir.display(), error = %e, "disk cache counts not saved");
-        }
-    }
-}
-
-/// Every [`Counts::EVERY`]: saves the counts when they changed, and probes that the
-/// directory can still be written (foyer only logs its write errors). Runs on the disk
-/// tier's own runtime, so it ends with it.
-async fn maintain(counts: Arc<Counts>, health: Arc<health::Health>, dir: PathBuf) {
-    let mut saved = counts.get();
-    loop {
-        tokio::time::sleep(Counts::EVERY).await;
-        let now = counts.get();
-        let (c, d) = (counts.clone(), dir.clone());
-        let save = now != saved;
-        let probe = tokio::task::spawn_blocking(move || {
-            if save {
-                c.save(&d);
-            }
-            write_probe(&d)
-        })
-        .await;
-        saved = now;
-        if let Ok(Err(e)) = probe {
-            health.failed_now(&dir, &format!("cannot write in the cache directory: {e}"));
-        }
-    }
-}
-
-/// Writes, syncs and removes a small file in `dir`. Blocking.
-fn write_probe(dir: &Path) -> std::io::Result<()> {
-    use std::io::Write;
-    let path = dir.join(".outpost-probe");
-    let mut f = std::fs::File::create(&path)?;
-    f.write_all(b"ok")?;
-    f.sync_data()?;
-    drop(f);
-    std::fs::remove_file(&path)
-}
-
 #[cfg(test)]
 impl DiskTier {
     /// Whether foyer holds a head record for `key` (whatever the tier's state).
@@ -662,7 +509,7 @@ impl DiskTier {
     /// One write probe of the directory, as the maintenance task does every 10 s.
     pub(crate) async fn probe_now(&self) {
         let dir = self.path.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || write_probe(&dir)).await {
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || upkeep::write_probe(&dir)).await {
             self.health.failed_now(&self.path, &e);
         }
     }

@@ -32,7 +32,7 @@ use pingora::http::ResponseHeader;
 use pingora_cache::key::HashBinary;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use tokio::sync::watch;
 
 /// Progress of a fill, as seen by its readers.
@@ -124,7 +124,7 @@ pub(crate) struct Fill {
     pub(crate) stamp: u64,
     pub(crate) meta: MetaBin,
     /// The response header of `meta`, decoded (readers and the entry it becomes use it).
-    pub(crate) decoded: OnceLock<ResponseHeader>,
+    pub(crate) decoded: Option<ResponseHeader>,
     pub(crate) info: Arc<EntryInfo>,
     slots: RwLock<Slots>,
     state: watch::Sender<FillState>,
@@ -151,7 +151,7 @@ impl Fill {
             key,
             stamp,
             meta,
-            decoded: OnceLock::new(),
+            decoded: None,
             info,
             slots: RwLock::new(Slots::default()),
             state,
@@ -165,7 +165,7 @@ impl Fill {
 
     /// The wire form of the response header, for the entry the fill becomes.
     pub(crate) fn header_wire(&self) -> super::entry::HeaderWire {
-        match self.decoded.get() {
+        match &self.decoded {
             Some(h) => super::entry::HeaderWire::of(h),
             None => pingora_cache::CacheMeta::deserialize(&self.meta.0, &self.meta.1)
                 .map(|m| super::entry::HeaderWire::of(m.response_header()))
@@ -174,8 +174,8 @@ impl Fill {
     }
 
     /// Gives the fill the decoded form of its meta's header.
-    pub(crate) fn with_header(self, header: ResponseHeader) -> Self {
-        let _ = self.decoded.set(header);
+    pub(crate) fn with_header(mut self, header: ResponseHeader) -> Self {
+        self.decoded = Some(header);
         self
     }
 
