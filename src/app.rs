@@ -1,5 +1,6 @@
 //! `Config` → running Pingora server: proxy service (one listener per `server.listen`),
-//! admin service, health checks; graceful shutdown on SIGTERM/SIGINT.
+//! admin service, health checks; signals: SIGTERM/SIGINT drain and stop, SIGHUP reloads
+//! the config file, SIGQUIT hands the listening sockets to `run --upgrade` and stops.
 
 use crate::access_log::AccessLog;
 use crate::admin::Admin;
@@ -13,7 +14,7 @@ use crate::upstream::health::HealthChecks;
 use async_trait::async_trait;
 use pingora::listeners::TcpSocketOptions;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
@@ -55,8 +56,18 @@ impl Reserved {
 /// can be bound, naming the config key of the one that cannot (exit 1, interface.md §1).
 /// Fixed ports are only probed: holding them with `SO_REUSEPORT` would let a second
 /// outpost share a port already in use instead of failing.
-fn reserve(addr: SocketAddr, key: &str) -> Result<Reserved, Error> {
+/// With `upgrade`, the old process still holds the fixed ports: nothing is probed (Pingora
+/// inherits those sockets), and port 0 cannot be handed over.
+fn reserve(addr: SocketAddr, key: &str, upgrade: bool) -> Result<Reserved, Error> {
     let fail = |e: std::io::Error| Error::Runtime(format!("{key}: cannot listen on {addr}: {e}"));
+    if upgrade {
+        if addr.port() == 0 {
+            return Err(Error::Runtime(format!(
+                "{key}: port 0 cannot be handed over by --upgrade; give a fixed port"
+            )));
+        }
+        return Ok(Reserved { addr, hold: None });
+    }
     if addr.port() != 0 {
         let l = TcpListener::bind(addr).map_err(fail)?;
         let addr = l.local_addr().map_err(fail)?;
@@ -82,19 +93,30 @@ fn reserve(addr: SocketAddr, key: &str) -> Result<Reserved, Error> {
     })
 }
 
-/// Builds the Pingora server for `cfg`. Returns it with the bound addresses and shared state.
-pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
+/// A built, not yet running server.
+pub struct Built {
+    pub server: Server,
+    pub bound: Bound,
+    pub shared: Arc<Shared>,
+    /// The admin API's operations (SIGHUP reloads through them, sharing the rollback history).
+    pub ops: Arc<LiveOps>,
+}
+
+/// Builds the Pingora server for `cfg`. With `upgrade`, the listening sockets are taken over
+/// from the running outpost (over `server.upgrade_sock`, once it got SIGQUIT) before the
+/// cache storage opens, so the old process has closed its disk tier by then.
+pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
     let mut proxy_addrs = Vec::new();
     for (i, a) in cfg.server.listen.iter().enumerate() {
-        proxy_addrs.push(reserve(*a, &format!("server.listen[{i}]"))?);
+        proxy_addrs.push(reserve(*a, &format!("server.listen[{i}]"), upgrade)?);
     }
     let mut tls_addrs = Vec::new();
     if let Some(tls) = &cfg.tls {
         for (i, a) in tls.listen.iter().enumerate() {
-            tls_addrs.push(reserve(*a, &format!("tls.listen[{i}]"))?);
+            tls_addrs.push(reserve(*a, &format!("tls.listen[{i}]"), upgrade)?);
         }
     }
-    let admin_addr = reserve(cfg.admin.listen, "admin.listen")?;
+    let admin_addr = reserve(cfg.admin.listen, "admin.listen", upgrade)?;
     if let Some(tls) = &cfg.tls {
         crate::tls::settings(tls)?; // fail before anything starts
     }
@@ -103,30 +125,36 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     let access_log = AccessLog::open(&cfg.log.access).map_err(|e| Error::Runtime(e.to_string()))?;
     let cfg = Arc::new(cfg);
     let runtime = Runtime::new(cfg.clone(), &metrics);
-    let storage = open_storage(&cfg.cache)?;
-    let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(
-        crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout),
-    ));
-    let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
 
     let tmp = std::env::temp_dir();
     let conf = ServerConf {
         threads: cfg.server.threads.max(1),
-        // Draining is done by `Drain` before pingora is told to stop (its grace sleep is unconditional).
-        grace_period_seconds: Some(0),
+        // SIGTERM: `Drain` drains before pingora is told to stop, then asks for a fast stop.
+        // SIGQUIT (upgrade): pingora stops accepting after handing the sockets over and then
+        // sleeps this long unconditionally; `Drain` exits as soon as the last request is done.
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs_f64().ceil() as u64),
         graceful_shutdown_timeout_seconds: Some(1),
         pid_file: tmp
             .join(format!("outpost-{}.pid", std::process::id()))
             .display()
             .to_string(),
-        upgrade_sock: tmp
-            .join(format!("outpost-{}.sock", std::process::id()))
-            .display()
-            .to_string(),
+        upgrade_sock: cfg.server.upgrade_sock.display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if upgrade {
+        tracing::info!(sock = %cfg.server.upgrade_sock.display(), "waiting for the running outpost's sockets (send it SIGQUIT)");
+    }
     server.bootstrap();
+    let storage = open_storage(&cfg.cache)?;
+    let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(
+        crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout),
+    ));
+    let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
 
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -154,7 +182,7 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
         "outpost admin".to_string(),
         Admin {
             shared: shared.clone(),
-            ops,
+            ops: ops.clone(),
         },
     );
     match admin_addr.options() {
@@ -173,9 +201,10 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(health);
-    Ok((
+    Ok(Built {
         server,
-        Bound {
+        ops,
+        bound: Bound {
             proxy: proxy_addrs.iter().map(|r| r.addr).collect(),
             tls: tls_addrs.iter().map(|r| r.addr).collect(),
             admin: admin_addr.addr,
@@ -189,7 +218,7 @@ pub fn build(cfg: Config) -> Result<(Server, Bound, Arc<Shared>), Error> {
             )),
         },
         shared,
-    ))
+    })
 }
 
 /// Opens the cache storage (and its disk tier) before Pingora starts its runtimes.
@@ -240,50 +269,124 @@ pub fn announce_when_accepting(bound: &Bound, ready: Option<String>) {
     }
 }
 
-/// Serves until SIGTERM/SIGINT, then drains in-flight requests up to `grace_period`.
-pub fn run(cfg: Config) -> Result<(), Error> {
+/// Serves until SIGTERM/SIGINT (drain, exit 0) or SIGQUIT (hand over to `run --upgrade`).
+pub fn run(cfg: Config, upgrade: bool) -> Result<(), Error> {
     let grace = cfg.server.grace_period;
-    let (server, bound, shared) = build(cfg)?;
-    announce_when_accepting(&bound, None);
-    server.run(RunArgs {
-        shutdown_signal: Box::new(drain(shared, grace)),
-    });
+    let built = build(cfg, upgrade)?;
+    announce_when_accepting(&built.bound, None);
+    serve(built, grace);
     tracing::info!("outpost stopped");
     Ok(())
 }
 
-/// Waits for SIGTERM or SIGINT, then for in-flight requests to finish (bounded by grace).
+/// Runs `built` with outpost's signal handling until it stops.
+pub fn serve(built: Built, grace: Duration) {
+    let watch = Drain {
+        shared: built.shared,
+        ops: built.ops,
+        grace,
+        phases: std::sync::Mutex::new(Some(built.server.watch_execution_phase())),
+    };
+    built.server.run(RunArgs {
+        shutdown_signal: Box::new(watch),
+    });
+}
+
+/// Signal handling: SIGHUP reloads (never exits); SIGTERM/SIGINT wait for in-flight requests
+/// (bounded by grace), flush the disk tier and stop; SIGQUIT closes the disk tier (the new
+/// process opens it next) and lets pingora hand the listening sockets over.
 struct Drain {
     shared: Arc<Shared>,
+    ops: Arc<LiveOps>,
     grace: Duration,
+    phases: std::sync::Mutex<Option<tokio::sync::broadcast::Receiver<ExecutionPhase>>>,
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Drain {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut hup), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+            signal(SignalKind::quit()),
         ) else {
             tracing::error!("cannot install signal handlers");
             std::future::pending::<()>().await;
             return ShutdownSignal::FastShutdown;
         };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        loop {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = hup.recv() => {
+                    self.reload().await;
+                    continue;
+                }
+                _ = quit.recv() => {
+                    tracing::info!("SIGQUIT: handing the listening sockets to the new process");
+                    crate::ops::shutdown_hooks(&self.shared).await;
+                    self.exit_when_drained();
+                    return ShutdownSignal::GracefulUpgrade;
+                }
+            }
+            let deadline = Instant::now() + self.grace;
+            while self.shared.inflight() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            crate::ops::shutdown_hooks(&self.shared).await;
+            // Nothing is left in flight: no need for pingora's grace sleep.
+            return ShutdownSignal::FastShutdown;
         }
-        let deadline = Instant::now() + self.grace;
-        while self.shared.inflight() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        crate::ops::shutdown_hooks(&self.shared).await;
-        ShutdownSignal::GracefulTerminate
     }
 }
 
-/// The shutdown watcher used by `run` and `demo`.
-pub fn drain(shared: Arc<Shared>, grace: Duration) -> impl ShutdownSignalWatch {
-    Drain { shared, grace }
+impl Drain {
+    /// SIGHUP: exactly `POST /config/reload`; an invalid file is logged and changes nothing.
+    async fn reload(&self) {
+        use crate::admin::Ops;
+        let (status, body) = self.ops.reload().await;
+        if status == 200 {
+            tracing::info!(hash = %body["hash"].as_str().unwrap_or_default(), "SIGHUP: config reloaded");
+        } else {
+            let errors: Vec<String> = body["errors"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|e| e.as_str().map(String::from)).collect())
+                .unwrap_or_else(|| vec![body["error"].as_str().unwrap_or_default().to_string()]);
+            for e in &errors {
+                tracing::error!("SIGHUP: {e}");
+            }
+            tracing::error!(errors = errors.len(), "SIGHUP: config reload refused; the running config is unchanged");
+        }
+    }
+
+    /// After a hand-over pingora stops accepting and then sleeps the grace period whatever is
+    /// in flight; this exits (0) as soon as the last request finished instead.
+    fn exit_when_drained(&self) {
+        let Some(mut phases) = self.phases.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let (shared, grace) = (self.shared.clone(), self.grace);
+        let spawned = std::thread::Builder::new()
+            .name("upgrade-drain".into())
+            .spawn(move || {
+                loop {
+                    match phases.blocking_recv() {
+                        Ok(ExecutionPhase::ShutdownGracePeriod) => break,
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+                let deadline = Instant::now() + grace;
+                while shared.inflight() > 0 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                tracing::info!("upgrade: in-flight requests done, exiting");
+                std::process::exit(0);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start the upgrade drain watcher: {e}");
+        }
+    }
 }

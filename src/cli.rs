@@ -20,6 +20,9 @@ enum Command {
     Run {
         #[arg(short, long, default_value = "config/outpost.toml")]
         config: PathBuf,
+        /// Take over the listening sockets of a running outpost (then send it SIGQUIT).
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file (binds nothing, reads cert files).
     Check {
@@ -36,15 +39,19 @@ enum Command {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run { config } => config::load(&config).map_err(Error::from).and_then(|cfg| {
-            crate::logging::init(&cfg.log.level);
-            app::run(cfg)
-        }),
+        Command::Run { config, upgrade } => {
+            config::load(&config)
+                .map_err(Error::from)
+                .and_then(|cfg| {
+                    crate::logging::init(&cfg.log.level, cfg.log.format);
+                    app::run(cfg, upgrade)
+                })
+        }
         Command::Check { config } => config::load(&config).map_err(Error::from).map(|cfg| {
             println!("{}", config::summary(&cfg));
         }),
         Command::Demo => {
-            crate::logging::init("info");
+            crate::logging::init("info", config::LogFormat::Text);
             demo::run()
         }
         Command::Purge(args) => purge_cli::run(&args),

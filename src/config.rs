@@ -42,12 +42,24 @@ pub fn summary(cfg: &Config) -> String {
     };
     let servers: usize = cfg.origins.iter().map(|o| o.servers.len()).sum();
     let disk = match &cfg.cache.disk {
+        Some(d) if d.size / 8 < cfg.cache.max_object => format!(
+            "{} at {} (holds objects up to {} = size/8, below cache.max_object {}: larger ones are streamed through)",
+            format_size(d.size),
+            d.path.display(),
+            format_size(d.size / 8),
+            format_size(cfg.cache.max_object)
+        ),
         Some(d) => format!("{} at {}", format_size(d.size), d.path.display()),
         None => "off".to_string(),
     };
+    let cluster = match &cfg.cluster {
+        Some(c) if c.peers.is_empty() => format!(", cluster node {} (no peering)", c.node),
+        Some(c) => format!(", cluster node {} peering with {} node(s)", c.node, c.peers.len()),
+        None => String::new(),
+    };
     format!(
         "config ok: {listeners} listener(s){tls}, {} origin(s) with {servers} server(s), {} route(s), \
-         cache memory {}, disk {disk}, hash {}",
+         cache memory {}, disk {disk}{cluster}, hash {}",
         cfg.origins.len(),
         cfg.routes.len(),
         format_size(cfg.cache.memory),

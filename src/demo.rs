@@ -22,9 +22,9 @@ pub fn run() -> Result<(), Error> {
     let admin = free_or_any(9090);
     let text = demo_config(proxy, admin, origin);
     let cfg = crate::config::parse(&text, std::path::Path::new("."))?;
-    let (server, bound, shared) = crate::app::build(cfg)?;
-    let p = bound.proxy.first().copied().unwrap_or(proxy);
-    let admin_addr = bound.admin;
+    let built = crate::app::build(cfg, false)?;
+    let p = built.bound.proxy.first().copied().unwrap_or(proxy);
+    let admin_addr = built.bound.admin;
     let banner = format!(
         "outpost demo\n  proxy:  http://{p}/\n  origin: http://{origin}/   (sample content, served through the proxy)\n  \
          admin:  http://{admin_addr}/status   (also /metrics, /readyz)\n\nTry:\n  \
@@ -34,11 +34,8 @@ pub fn run() -> Result<(), Error> {
          Also: http://{p}/api/items (JSON), http://{p}/media/sample.bin (8 MiB, try Range: bytes=0-99)\n\
          Stop with Ctrl-C."
     );
-    crate::app::announce_when_accepting(&bound, Some(banner));
-    let grace = std::time::Duration::from_secs(2);
-    server.run(pingora::server::RunArgs {
-        shutdown_signal: Box::new(crate::app::drain(shared, grace)),
-    });
+    crate::app::announce_when_accepting(&built.bound, Some(banner));
+    crate::app::serve(built, std::time::Duration::from_secs(2));
     Ok(())
 }
 

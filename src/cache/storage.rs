@@ -182,13 +182,14 @@ impl Storage {
         };
         let mut s = Self::with_memory(memory, true);
         s.max_object = max_object;
-        let tier = DiskTier::open(d, max_object).await?;
-        let log = PurgeLog::open(&d.path, &s.bans).map_err(|reason| StorageError::Disk {
+        let lost = disk::prepare_dir(&d.path)?;
+        let opened = PurgeLog::open(&d.path, &s.bans).map_err(|reason| StorageError::Disk {
             path: d.path.clone(),
             reason,
         })?;
+        let tier = DiskTier::open(d, max_object, lost || opened.reset).await?;
         s.disk = Some(tier);
-        s.log = Some(log);
+        s.log = Some(opened.log);
         Ok(s)
     }
 

@@ -81,3 +81,19 @@ fn readable(path: &Path, at: &KeyPath, errs: &Errors) -> bool {
 fn quoted(p: &Path) -> String {
     format!("{:?}", p.display().to_string())
 }
+
+/// `origin[N].ca`: a readable PEM file holding at least one certificate.
+pub(super) fn check_ca(path: &Path, key: &str, errs: &Errors) {
+    let at = KeyPath::default().field(key);
+    if !readable(path, &at, errs) {
+        return;
+    }
+    let has_cert = path
+        .to_str()
+        .is_some_and(|p| tls::load_pem_file_ca(&p.to_string()).is_ok_and(|der| !der.is_empty()));
+    errs.require(
+        has_cert,
+        &at,
+        format!("no PEM certificate found in {}", quoted(path)),
+    );
+}

@@ -6,7 +6,7 @@
 mod origins;
 
 use super::reader::{self, items, Errors, Item, KeyPath, Section};
-use super::types::{Algorithm, ClientCacheControl};
+use super::types::{Algorithm, ClientCacheControl, LogFormat};
 use ipnet::IpNet;
 use origins::{origin, route};
 pub(super) use origins::{RawHealth, RawOrigin, RawRoute};
@@ -39,6 +39,7 @@ pub(super) struct RawConfig {
     pub(super) origins: Option<Vec<RawOrigin>>,
     /// `None` when `route` is not an array of tables (already reported).
     pub(super) routes: Option<Vec<RawRoute>>,
+    pub(super) cluster: Option<RawCluster>,
 }
 
 /// Reads the whole file; problems go to `errs`, defaults fill their place.
@@ -57,6 +58,7 @@ pub(super) fn read(table: &Table, errs: &Errors) -> RawConfig {
         routes: root
             .sections("route")
             .map(|v| v.into_iter().map(route).collect()),
+        cluster: root.optional_section("cluster").map(cluster),
     };
     root.finish();
     raw
@@ -74,6 +76,13 @@ pub(super) struct RawServer {
     pub(super) grace_period: Duration,
     pub(super) trusted_proxies: Vec<IpNet>,
     pub(super) max_request_header: u64,
+    pub(super) max_headers: u64,
+    pub(super) max_uri: u64,
+    pub(super) header_timeout: Duration,
+    pub(super) idle_timeout: Duration,
+    pub(super) max_connections: u64,
+    pub(super) max_connections_per_ip: u64,
+    pub(super) upgrade_sock: String,
 }
 
 fn server(mut s: Section<'_>) -> RawServer {
@@ -87,6 +96,17 @@ fn server(mut s: Section<'_>) -> RawServer {
         grace_period: s.get_or("grace_period", &reader::duration, secs(10)),
         trusted_proxies: s.list_or("trusted_proxies", &reader::cidr, Vec::new()),
         max_request_header: s.get_or("max_request_header", &reader::size, 64 * KIB),
+        max_headers: s.get_or("max_headers", &reader::uint, 100),
+        max_uri: s.get_or("max_uri", &reader::size, 8 * KIB),
+        header_timeout: s.get_or("header_timeout", &reader::duration, secs(10)),
+        idle_timeout: s.get_or("idle_timeout", &reader::duration, secs(60)),
+        max_connections: s.get_or("max_connections", &reader::uint, 10_000),
+        max_connections_per_ip: s.get_or("max_connections_per_ip", &reader::uint, 0),
+        upgrade_sock: s.get_or(
+            "upgrade_sock",
+            &reader::string,
+            "/tmp/outpost-upgrade.sock".to_string(),
+        ),
         at: s.at().clone(),
     };
     s.finish();
@@ -176,6 +196,7 @@ pub(super) struct RawCache {
     pub(super) stale_if_error: Duration,
     pub(super) ignore_query_params: Vec<Item<String>>,
     pub(super) purge_allow: Vec<IpNet>,
+    pub(super) forward_cdn_cache_control: bool,
     pub(super) client_cache_control: ClientCacheControl,
     pub(super) disk: Option<RawDisk>,
 }
@@ -209,6 +230,7 @@ fn cache(mut s: Section<'_>) -> RawCache {
             .list("ignore_query_params", &reader::string)
             .unwrap_or_else(|| items(&ignore_at, default_ignore)),
         purge_allow: s.list_or("purge_allow", &reader::cidr, default_allow),
+        forward_cdn_cache_control: s.get_or("forward_cdn_cache_control", &reader::boolean, true),
         client_cache_control: s.get_or(
             "client_cache_control",
             &|v, at, e| reader::choice(v, at, e, &ccc),
@@ -310,6 +332,7 @@ pub(super) struct RawLog {
     pub(super) at: KeyPath,
     pub(super) access: String,
     pub(super) level: String,
+    pub(super) format: LogFormat,
 }
 
 fn log(mut s: Section<'_>) -> RawLog {
@@ -317,6 +340,49 @@ fn log(mut s: Section<'_>) -> RawLog {
         at: s.at().clone(),
         access: s.get_or("access", &reader::string, "stdout".to_string()),
         level: s.get_or("level", &reader::string, "info".to_string()),
+        format: s.get_or(
+            "format",
+            &|v, at, e| reader::choice(v, at, e, &[("text", LogFormat::Text), ("json", LogFormat::Json)]),
+            LogFormat::Text,
+        ),
+    };
+    s.finish();
+    raw
+}
+
+// === [cluster] ===
+
+#[derive(Debug)]
+pub(super) struct RawCluster {
+    pub(super) at: KeyPath,
+    pub(super) node: String,
+    pub(super) nats: Vec<Item<String>>,
+    pub(super) stream: String,
+    pub(super) purge_wait: Duration,
+    pub(super) peers: Vec<Item<SocketAddr>>,
+    pub(super) self_addr: Option<Item<SocketAddr>>,
+}
+
+fn cluster(mut s: Section<'_>) -> RawCluster {
+    let nats_at = s.at().field("nats");
+    let self_at = s.at().field("self");
+    let raw = RawCluster {
+        at: s.at().clone(),
+        node: s.get_or("node", &reader::string, String::new()),
+        nats: s
+            .list("nats", &reader::string)
+            .unwrap_or_else(|| items(&nats_at, vec!["nats://127.0.0.1:4222".to_string()])),
+        stream: s.get_or("stream", &reader::string, "OUTPOST_PURGES".to_string()),
+        purge_wait: s.get_or("purge_wait", &reader::duration, secs(2)),
+        peers: s.list("peers", &reader::addr).unwrap_or_default(),
+        self_addr: match s.get("self", &reader::string) {
+            None => None,
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => {
+                let parsed = reader::addr(&Value::String(v), &self_at, s.errs());
+                parsed.map(|value| Item { at: self_at.clone(), value })
+            }
+        },
     };
     s.finish();
     raw

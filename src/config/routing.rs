@@ -4,7 +4,9 @@
 
 use super::raw::{RawHealth, RawOrigin, RawRoute};
 use super::reader::{Errors, KeyPath, MISSING};
-use super::types::{HealthConfig, HostMatch, OriginConfig, RouteConfig, ServerAddr};
+use super::types::{
+    HealthConfig, HostMatch, OriginConfig, RateLimitConfig, RouteConfig, ServerAddr,
+};
 use super::units;
 use std::time::Duration;
 
@@ -98,6 +100,8 @@ fn origin(o: RawOrigin, name: String, errs: &Errors) -> OriginConfig {
         retries: to_usize(o.retries),
         tls: o.tls,
         sni: o.sni,
+        ca: (!o.ca.trim().is_empty()).then(|| std::path::PathBuf::from(o.ca.trim())),
+        verify: o.verify,
         host: o.host,
         health: o.health.map(|h| health(h, errs)),
     }
@@ -171,11 +175,29 @@ pub(super) fn routes(
             &r.at.field("origin"),
             errs,
         );
+        let rl = &r.rate_limit;
+        let rate_limit = (rl.requests > 0).then_some(RateLimitConfig {
+            requests: rl.requests,
+            per: rl.per,
+            burst: rl.burst,
+        });
+        if rate_limit.is_some() {
+            positive(rl.per, &rl.at.field("per"), errs);
+        } else if rl.burst > 0 {
+            errs.add(
+                &rl.at.field("burst"),
+                "has no effect while requests = 0 (rate limiting is off)",
+            );
+        }
         let route = RouteConfig {
             host,
             prefix: r.prefix,
             origin: origin.unwrap_or(0),
             cache: r.cache,
+            allow: r.allow,
+            deny: r.deny,
+            rate_limit,
+            slice: r.slice,
         };
         if let Some((first, _)) = out
             .iter()

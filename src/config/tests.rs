@@ -934,3 +934,107 @@ fn shipped_config_files_are_valid() {
     assert_eq!(dev.origins[0].servers[0].addr, addr("127.0.0.1:9001"));
     assert_eq!(dev.routes[0].host, HostMatch::Any);
 }
+
+// === second-wave keys: limits, ACLs, rate limits, slicing, log format, cluster ===
+
+#[test]
+fn new_keys_get_documented_defaults() {
+    let cfg = ok(MIN);
+    let s = &cfg.server;
+    assert_eq!((s.max_headers, s.max_uri), (100, 8 * 1024));
+    assert_eq!(s.header_timeout, Duration::from_secs(10));
+    assert_eq!(s.idle_timeout, Duration::from_secs(60));
+    assert_eq!((s.max_connections, s.max_connections_per_ip), (10_000, 0));
+    assert_eq!(s.upgrade_sock, PathBuf::from("/tmp/outpost-upgrade.sock"));
+    assert!(cfg.cache.forward_cdn_cache_control);
+    assert_eq!(cfg.log.format, LogFormat::Text);
+    let r = &cfg.routes[0];
+    assert!(r.allow.is_empty() && r.deny.is_empty());
+    assert_eq!((r.rate_limit, r.slice), (None, 0));
+    assert!(cfg.origins[0].verify && cfg.origins[0].ca.is_none());
+    assert!(cfg.cluster.is_none());
+}
+
+#[test]
+fn route_acl_rate_limit_and_slice_parse() {
+    let cfg = ok(r#"
+[[origin]]
+name = "app"
+servers = ["127.0.0.1:9001"]
+[[route]]
+origin = "app"
+allow = ["10.0.0.0/8", "::1"]
+deny = ["10.1.0.0/16"]
+rate_limit = { requests = 5, per = "10s", burst = 2 }
+slice = "4MiB"
+"#);
+    let r = &cfg.routes[0];
+    assert_eq!(r.allow.len(), 2);
+    assert_eq!(r.deny[0].to_string(), "10.1.0.0/16");
+    assert_eq!(
+        r.rate_limit,
+        Some(RateLimitConfig { requests: 5, per: Duration::from_secs(10), burst: 2 })
+    );
+    assert_eq!(r.slice, 4 << 20);
+}
+
+#[test]
+fn cluster_defaults_and_self_inferred_from_listen() {
+    let cfg = ok(&with(
+        "[server]\nlisten = [\"127.0.0.1:8081\"]\n[cluster]\nnode = \"edge-1\"\npeers = [\"127.0.0.1:8081\", \"127.0.0.1:8082\"]",
+    ));
+    let c = cfg.cluster.unwrap();
+    assert_eq!(c.node, "edge-1");
+    assert_eq!(c.nats, vec!["nats://127.0.0.1:4222".to_string()]);
+    assert_eq!(c.stream, "OUTPOST_PURGES");
+    assert_eq!(c.purge_wait, Duration::from_secs(2));
+    assert_eq!(c.self_addr, Some(addr("127.0.0.1:8081")));
+    let plain = ok(&with("[cluster]")).cluster.unwrap();
+    assert!(!plain.node.is_empty(), "defaults to the host name");
+    assert!(plain.peers.is_empty() && plain.self_addr.is_none());
+}
+
+#[test]
+fn second_wave_rules_name_their_keys() {
+    assert_error(
+        &with("[cluster]\npeers = [\"127.0.0.1:8081\"]\nself = \"127.0.0.1:8090\""),
+        "cluster.self: 127.0.0.1:8090 is not one of cluster.peers",
+    );
+    assert_error(
+        &with("[cluster]\npeers = [\"127.0.0.1:8081\"]"),
+        "cluster.self: required when cluster.peers is set (this node's own entry in peers)",
+    );
+    assert_error(
+        &with("[log]\nformat = \"jsn\""),
+        "log.format: expected one of \"text\", \"json\", got \"jsn\" (did you mean \"json\"?)",
+    );
+    assert_error(
+        &with("[server]\nmax_headers = 0"),
+        "server.max_headers: must be greater than 0",
+    );
+    let text = r#"
+[[origin]]
+name = "app"
+servers = ["127.0.0.1:9001"]
+[[route]]
+origin = "app"
+slice = "big"
+deny = ["300.0.0.0/8"]
+"#;
+    assert_eq!(
+        errors(text),
+        vec![
+            "route[0].deny[0]: expected a CIDR like \"10.0.0.0/8\" or an IP address, got \"300.0.0.0/8\"".to_string(),
+            "route[0].slice: expected a size like \"256MiB\", got \"big\"".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn check_says_when_the_disk_tier_holds_less_than_max_object() {
+    let cfg = ok(&with(
+        "[cache]\nmax_object = \"512MiB\"\n[cache.disk]\npath = \"/tmp/x\"\nsize = \"1GiB\"",
+    ));
+    let s = summary(&cfg);
+    assert!(s.contains("holds objects up to 128MiB = size/8, below cache.max_object 512MiB"), "{s}");
+}

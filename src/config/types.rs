@@ -20,6 +20,8 @@ pub struct Config {
     pub log: LogConfig,
     pub origins: Vec<OriginConfig>,
     pub routes: Vec<RouteConfig>,
+    /// `[cluster]`; `None` = a single node.
+    pub cluster: Option<ClusterConfig>,
     /// Hex digest of the file text (shown by `/status` and `/config`).
     pub hash: String,
     /// The file it came from, if any (`None` for the embedded demo config).
@@ -36,6 +38,22 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     pub trusted_proxies: Vec<IpNet>,
     pub max_request_header: u64,
+    /// More request header fields → 431.
+    pub max_headers: usize,
+    /// A longer request-target → 414.
+    pub max_uri: u64,
+    /// A request's head must arrive within this (from its first byte), else the connection closes.
+    #[serde(serialize_with = "ser::duration")]
+    pub header_timeout: Duration,
+    /// Keep-alive connections idle longer than this are closed.
+    #[serde(serialize_with = "ser::duration")]
+    pub idle_timeout: Duration,
+    /// Open client connections over all listeners; more are closed at accept.
+    pub max_connections: usize,
+    /// Open client connections per client address; 0 = no cap.
+    pub max_connections_per_ip: usize,
+    /// Hand-over socket for `run --upgrade`.
+    pub upgrade_sock: PathBuf,
 }
 
 /// `[tls]`
@@ -88,6 +106,8 @@ pub struct CacheConfig {
     /// Glob patterns (`*` wildcard) of query parameter names removed from the cache key.
     pub ignore_query_params: Vec<String>,
     pub purge_allow: Vec<IpNet>,
+    /// RFC 9213 §3: `CDN-Cache-Control` is forwarded downstream unless this is false.
+    pub forward_cdn_cache_control: bool,
     pub client_cache_control: ClientCacheControl,
     pub disk: Option<DiskConfig>,
 }
@@ -132,6 +152,37 @@ pub struct LogConfig {
     pub access: AccessLog,
     /// A tracing filter directive such as `info` or `outpost=debug,warn`.
     pub level: String,
+    /// Server log format.
+    pub format: LogFormat,
+}
+
+/// `log.format`: the server (not access) log's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only on a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[cluster]`
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterConfig {
+    /// This node's unique name (default: the host name).
+    pub node: String,
+    /// NATS server URLs (JetStream enabled).
+    pub nats: Vec<String>,
+    /// JetStream stream carrying purges.
+    pub stream: String,
+    /// How long a purge waits for the other nodes' acks.
+    #[serde(serialize_with = "ser::duration")]
+    pub purge_wait: Duration,
+    /// Proxy addresses of every peering node, this one included; empty = no peering.
+    pub peers: Vec<SocketAddr>,
+    /// This node's entry in `peers` (`None` when peering is off).
+    #[serde(rename = "self")]
+    pub self_addr: Option<SocketAddr>,
 }
 
 /// How an origin pool picks a server.
@@ -168,6 +219,10 @@ pub struct OriginConfig {
     pub tls: bool,
     /// Empty = the server's host.
     pub sni: String,
+    /// PEM file of CAs that verify the origin's certificate; `None` = system roots.
+    pub ca: Option<PathBuf>,
+    /// false skips certificate verification.
+    pub verify: bool,
     /// Empty = the client's Host.
     pub host: String,
     pub health: Option<HealthConfig>,
@@ -205,6 +260,23 @@ pub struct RouteConfig {
     /// Index into `Config::origins` (validated to exist).
     pub origin: usize,
     pub cache: bool,
+    /// Client networks allowed on this route (empty = all); others get 403.
+    pub allow: Vec<IpNet>,
+    /// Client networks refused with 403.
+    pub deny: Vec<IpNet>,
+    /// Per-client-address request rate; `None` = off.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Slice size in bytes for large objects; 0 = off.
+    pub slice: u64,
+}
+
+/// `[[route]] rate_limit`: `requests` per `per`, with `burst` extra requests allowed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RateLimitConfig {
+    pub requests: u64,
+    #[serde(serialize_with = "ser::duration")]
+    pub per: Duration,
+    pub burst: u64,
 }
 
 /// Human-readable serialization for `GET /config` (durations as "5s", secrets redacted).

@@ -3,10 +3,13 @@
 //! its dotted path. The only producer of `types::Config`; binds nothing.
 //! Origins and routes are in `routing.rs`, certificate checks in `certs.rs`.
 
-use super::raw::{self, RawAdmin, RawCache, RawCompression, RawLog, RawServer, RawTls};
+use super::raw::{
+    self, RawAdmin, RawCache, RawCluster, RawCompression, RawLog, RawServer, RawTls,
+};
 use super::reader::{Errors, Item, MISSING};
 use super::types::{
-    AccessLog, AdminConfig, CacheConfig, CertConfig, CompressionConfig, Config, DiskConfig,
+    AccessLog, AdminConfig, CacheConfig, CertConfig, ClusterConfig, CompressionConfig, Config,
+    DiskConfig,
     LogConfig, ServerConfig, TlsConfig,
 };
 use super::{certs, routing, units};
@@ -45,9 +48,17 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
         .map_err(|e| ConfigErrors::single(syntax_error(text, &e)))?;
     let errs = Errors::default();
     let raw = raw::read(&table, &errs);
-    let (origins, names_known) = routing::origins(raw.origins, &errs);
+    let (mut origins, names_known) = routing::origins(raw.origins, &errs);
+    for (i, o) in origins.iter_mut().enumerate() {
+        if let Some(ca) = o.ca.take() {
+            let path = resolve(base, &ca.to_string_lossy());
+            certs::check_ca(&path, &format!("origin[{i}].ca"), &errs);
+            o.ca = Some(path);
+        }
+    }
     let routes = routing::routes(raw.routes, &origins, names_known, &errs);
     listeners(&raw.server, raw.tls.as_ref(), &raw.admin, &errs);
+    let cluster = raw.cluster.map(|c| cluster(c, &raw.server, &errs));
     let cfg = Config {
         server: server(raw.server, raw.tls.is_some(), &errs),
         tls: raw.tls.map(|t| tls(t, base, &errs)),
@@ -57,6 +68,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
         log: log(raw.log, base, &errs),
         origins,
         routes,
+        cluster,
         hash: units::text_hash(text),
         source: None,
     };
@@ -70,7 +82,7 @@ pub(super) fn parse(text: &str, base: &Path) -> Result<Config, ConfigErrors> {
     }
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "server",
     "tls",
     "admin",
@@ -79,6 +91,7 @@ const SECTIONS: [&str; 8] = [
     "log",
     "origin",
     "route",
+    "cluster",
 ];
 
 /// Sort key of a problem: its section in interface.md order, then its `[N]` index.
@@ -130,6 +143,29 @@ fn server(raw: RawServer, has_tls: bool, errs: &Errors) -> ServerConfig {
         &raw.at.field("max_request_header"),
         "must be greater than 0",
     );
+    for (ok, key) in [
+        (raw.max_headers > 0, "max_headers"),
+        (raw.max_uri > 0, "max_uri"),
+        (raw.max_connections > 0, "max_connections"),
+        (!raw.header_timeout.is_zero(), "header_timeout"),
+        (!raw.idle_timeout.is_zero(), "idle_timeout"),
+    ] {
+        errs.require(ok, &raw.at.field(key), "must be greater than 0");
+    }
+    errs.require(
+        !raw.upgrade_sock.trim().is_empty(),
+        &raw.at.field("upgrade_sock"),
+        "must be a socket path",
+    );
+    if raw.max_uri > raw.max_request_header {
+        errs.add(
+            &raw.at.field("max_uri"),
+            format!(
+                "{} is larger than server.max_request_header ({}): the header limit would apply first",
+                raw.max_uri, raw.max_request_header
+            ),
+        );
+    }
     let threads = match raw.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => usize::try_from(n).unwrap_or(usize::MAX),
@@ -140,6 +176,13 @@ fn server(raw: RawServer, has_tls: bool, errs: &Errors) -> ServerConfig {
         grace_period: raw.grace_period,
         trusted_proxies: raw.trusted_proxies,
         max_request_header: raw.max_request_header,
+        max_headers: usize::try_from(raw.max_headers).unwrap_or(usize::MAX),
+        max_uri: raw.max_uri,
+        header_timeout: raw.header_timeout,
+        idle_timeout: raw.idle_timeout,
+        max_connections: usize::try_from(raw.max_connections).unwrap_or(usize::MAX),
+        max_connections_per_ip: usize::try_from(raw.max_connections_per_ip).unwrap_or(usize::MAX),
+        upgrade_sock: PathBuf::from(raw.upgrade_sock),
     }
 }
 
@@ -290,6 +333,7 @@ fn cache(raw: RawCache, base: &Path, errs: &Errors) -> CacheConfig {
             .map(|i| i.value)
             .collect(),
         purge_allow: raw.purge_allow,
+        forward_cdn_cache_control: raw.forward_cdn_cache_control,
         client_cache_control: raw.client_cache_control,
         disk,
     }
@@ -328,6 +372,7 @@ fn log(raw: RawLog, base: &Path, errs: &Errors) -> LogConfig {
     LogConfig {
         access: access_log(&raw, base, errs),
         level: log_level(&raw, errs),
+        format: raw.format,
     }
 }
 
@@ -368,4 +413,104 @@ fn log_level(raw: &RawLog, errs: &Errors) -> String {
         errs.add(&at, format!("invalid tracing filter {level:?}: {e}"));
     }
     level.to_string()
+}
+
+/// `[cluster]`: node name (default: the host name), NATS URLs, and peering, where
+/// `self` must be one of `peers` (when absent, the peer that is one of this node's
+/// own `server.listen` addresses).
+fn cluster(raw: RawCluster, server: &RawServer, errs: &Errors) -> ClusterConfig {
+    let node = match raw.node.trim() {
+        "" => host_name(),
+        n => n.to_string(),
+    };
+    errs.require(
+        node.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+        &raw.at.field("node"),
+        format!("expected letters, digits, '-', '_' or '.', got {node:?}"),
+    );
+    errs.require(
+        !raw.nats.is_empty(),
+        &raw.at.field("nats"),
+        "at least one NATS server URL is required",
+    );
+    let mut nats = Vec::new();
+    for item in raw.nats {
+        let url = item.value.trim().to_string();
+        let rest = url
+            .strip_prefix("nats://")
+            .or_else(|| url.strip_prefix("tls://"))
+            .unwrap_or(&url);
+        let rest = rest.rsplit('@').next().unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', ' ']) {
+            errs.add(
+                &item.at,
+                format!("expected a NATS URL like \"nats://127.0.0.1:4222\", got {url:?}"),
+            );
+        }
+        nats.push(url);
+    }
+    let stream_ok = !raw.stream.is_empty()
+        && raw
+            .stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    errs.require(
+        stream_ok,
+        &raw.at.field("stream"),
+        format!(
+            "expected a JetStream stream name (letters, digits, '_', '-'), got {:?}",
+            raw.stream
+        ),
+    );
+    errs.require(
+        !raw.purge_wait.is_zero(),
+        &raw.at.field("purge_wait"),
+        "must be greater than 0s",
+    );
+    let peers: Vec<SocketAddr> = raw.peers.iter().map(|p| p.value).collect();
+    for (i, p) in raw.peers.iter().enumerate() {
+        if let Some(first) = raw.peers[..i].iter().find(|q| q.value == p.value) {
+            errs.add(&p.at, format!("duplicate peer {} (also {})", p.value, first.at));
+        }
+    }
+    let self_addr = match &raw.self_addr {
+        Some(s) => {
+            errs.require(
+                peers.contains(&s.value),
+                &s.at,
+                format!("{} is not one of cluster.peers", s.value),
+            );
+            Some(s.value)
+        }
+        None if peers.is_empty() => None,
+        None => {
+            let own = peers
+                .iter()
+                .copied()
+                .find(|p| server.listen.iter().any(|l| l.value == *p));
+            errs.require(
+                own.is_some(),
+                &raw.at.field("self"),
+                "required when cluster.peers is set (this node's own entry in peers)",
+            );
+            own
+        }
+    };
+    ClusterConfig {
+        node,
+        nats,
+        stream: raw.stream,
+        purge_wait: raw.purge_wait,
+        peers,
+        self_addr,
+    }
+}
+
+/// The kernel's host name, or "outpost" where it cannot be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "outpost".to_string())
 }

@@ -72,6 +72,10 @@ mod tests {
             prefix: prefix.into(),
             origin: 0,
             cache: true,
+            allow: Vec::new(),
+            deny: Vec::new(),
+            rate_limit: None,
+            slice: 0,
         }
     }
 

@@ -16,6 +16,7 @@ mod errors;
 mod headers;
 mod health;
 mod lifecycle;
+mod operations;
 mod purge;
 mod routing;
 mod tiers;

@@ -60,6 +60,14 @@ impl LogLine {
     }
 }
 
+/// [`PurgeLog::open`]'s answer.
+#[derive(Debug)]
+pub(crate) struct Opened {
+    pub(crate) log: PurgeLog,
+    /// The log could not be trusted: the objects on disk must be discarded.
+    pub(crate) reset: bool,
+}
+
 /// The open purge log.
 #[derive(Debug, Clone)]
 pub(crate) struct PurgeLog {
@@ -70,35 +78,52 @@ pub(crate) struct PurgeLog {
 impl PurgeLog {
     /// Replays the log in `dir` into `bans`, bumps the boot counter, rewrites the log
     /// compacted, and opens it for appending. Errors name the file.
-    pub(crate) fn open(dir: &Path, bans: &Bans) -> Result<PurgeLog, String> {
+    ///
+    /// A log or boot counter that cannot be trusted (unreadable, not a file, garbage in the
+    /// middle of the log, a counter that is not a number) is set aside, and the answer says
+    /// `reset`: without them purge order is unknown, so the caller must discard the objects
+    /// on disk (they become misses) rather than risk serving a purged one.
+    pub(crate) fn open(dir: &Path, bans: &Bans) -> Result<Opened, String> {
         let path = dir.join(LOG_FILE);
+        let boot_path = dir.join(BOOT_FILE);
         fn named(p: &Path) -> impl Fn(io::Error) -> String + '_ {
             move |e| format!("{}: {e}", p.display())
         }
-        match std::fs::read(&path) {
-            Ok(text) => {
-                // A torn last line (crash mid-append) just fails to parse and is skipped.
-                for line in text.split(|&b| b == b'\n') {
-                    if let Ok(l) = serde_json::from_slice::<LogLine>(line) {
-                        bans.restore(&l);
-                    }
-                }
+        let lines = read_log(&path);
+        let prev = read_boot(&boot_path);
+        let reset = match (&lines, &prev) {
+            (Ok(_), Ok(_)) => None,
+            (Err(why), _) => Some(format!("{}: {why}", path.display())),
+            (_, Err(why)) => Some(format!("{}: {why}", boot_path.display())),
+        };
+        if let Some(why) = &reset {
+            tracing::warn!("purge log cannot be trusted ({why}): set aside; the disk tier starts empty");
+            set_aside(&path);
+            set_aside(&boot_path);
+        } else if let Ok(lines) = &lines {
+            for l in lines {
+                bans.restore(l);
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(named(&path)(e)),
         }
-        let boot = bump_boot(&dir.join(BOOT_FILE)).map_err(named(&dir.join(BOOT_FILE)))?;
+        let boot = prev.unwrap_or(0) + 1;
+        write_boot(&boot_path, boot).map_err(named(&boot_path))?;
         bans.resume(boot << BOOT_SHIFT);
         let tmp = dir.join(format!("{LOG_FILE}.tmp"));
+        if !tmp.is_file() {
+            set_aside(&tmp);
+        }
         write_synced(&tmp, &render(&bans.snapshot())).map_err(named(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(named(&path))?;
         let file = OpenOptions::new()
             .append(true)
             .open(&path)
             .map_err(named(&path))?;
-        Ok(PurgeLog {
-            path,
-            file: Arc::new(Mutex::new(file)),
+        Ok(Opened {
+            log: PurgeLog {
+                path,
+                file: Arc::new(Mutex::new(file)),
+            },
+            reset: reset.is_some(),
         })
     }
 
@@ -140,16 +165,65 @@ fn write_synced(path: &Path, text: &str) -> io::Result<()> {
     f.sync_all()
 }
 
-/// Reads, increments and durably stores the boot counter; returns the new value.
-fn bump_boot(path: &Path) -> io::Result<u64> {
-    let prev = match std::fs::read_to_string(path) {
-        Ok(s) => s.trim().parse::<u64>().unwrap_or(0),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(e),
+/// The log's records. A torn last line (a crash mid-append) is skipped; an unparsable line
+/// before it, or a log that cannot be read, is an error (a ban could be lost).
+fn read_log(path: &Path) -> Result<Vec<LogLine>, String> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.to_string()),
     };
-    let boot = prev + 1;
+    let lines: Vec<&[u8]> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_slice::<LogLine>(line) {
+            Ok(l) => out.push(l),
+            Err(_) if i + 1 == lines.len() => {}
+            Err(e) => return Err(format!("damaged record on line {} ({e})", i + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// The stored boot counter (0 when there is none).
+fn read_boot(path: &Path) -> Result<u64, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .filter(|&n| n < (1 << (64 - BOOT_SHIFT)) - 1)
+            .ok_or_else(|| "not a boot counter".to_string()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Durably stores the boot counter.
+fn write_boot(path: &Path, boot: u64) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
+    if tmp.exists() && !tmp.is_file() {
+        set_aside(&tmp);
+    }
     write_synced(&tmp, &format!("{boot}\n"))?;
-    std::fs::rename(&tmp, path)?;
-    Ok(boot)
+    std::fs::rename(&tmp, path)
+}
+
+/// Moves `path` (whatever it is) out of the way as `<name>.discarded-<unix time>`, so that a
+/// file outpost owns can be written again; nothing is deleted. Logs what it did.
+pub(crate) fn set_aside(path: &Path) {
+    if std::fs::symlink_metadata(path).is_err() {
+        return;
+    }
+    let stamp = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(format!(".discarded-{stamp}"));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => tracing::warn!(from = %path.display(), to = %Path::new(&aside).display(), "set aside a damaged cache file"),
+        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot set aside a damaged cache file"),
+    }
 }

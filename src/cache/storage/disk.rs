@@ -87,7 +87,13 @@ fn unusable(path: &Path, reason: impl std::fmt::Display) -> StorageError {
 
 impl DiskTier {
     /// Opens (creating) the tier in `cfg.path`; recovers what a previous run wrote.
-    pub(crate) async fn open(cfg: &DiskConfig, max_object: u64) -> Result<DiskTier, StorageError> {
+    /// With `discard`, the objects of a previous run are removed first (their purge log
+    /// could not be trusted, see [`crate::cache::purge::log::PurgeLog::open`]).
+    pub(crate) async fn open(
+        cfg: &DiskConfig,
+        max_object: u64,
+        discard: bool,
+    ) -> Result<DiskTier, StorageError> {
         let path = cfg.path.clone();
         // Block = eviction unit and the largest record: 1..16 MiB, at least ~64 blocks.
         let block = (cfg.size / 64)
@@ -103,14 +109,9 @@ impl DiskTier {
             );
             return Err(unusable(&path, reason));
         }
-        std::fs::create_dir_all(&path).map_err(|e| unusable(&path, e))?;
-        if !path.is_dir() {
-            return Err(unusable(&path, "not a directory"));
+        if discard {
+            discard_objects(&path);
         }
-        let probe = path.join(".outpost-write-test");
-        std::fs::write(&probe, b"ok")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| unusable(&path, format!("not writable: {e}")))?;
         // foyer's flushers and I/O run on their own runtime: they must outlive whatever
         // runtime `open` happens to be called from (dropped safely in the background).
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -470,6 +471,7 @@ impl DiskTier {
     }
 
     pub(crate) async fn close(&self) -> Result<(), StorageError> {
+        self.health.retire();
         let closed = self.hc.close().await.map_err(|e| unusable(&self.path, e));
         let (counts, path) = (self.counts.clone(), self.path.clone());
         let _ = tokio::task::spawn_blocking(move || counts.save(&path)).await;
@@ -553,3 +555,54 @@ impl Head {
         (self.meta.0.len() + self.meta.1.len()) as u64 + self.body_len
     }
 }
+/// Prefix of the files foyer's `FsDevice` keeps in the directory.
+const FOYER_FILES: &str = "foyer-storage-";
+
+/// Makes `path` usable as a cache directory, or says why it cannot be (the only reason to
+/// refuse to start): created if missing, a writable directory. Anything in it that is
+/// outpost's or foyer's by name but not a regular file (a directory, a socket) is set
+/// aside; damaged contents of regular files are dealt with by their readers (foyer's
+/// recovery skips what does not verify, records carry checksums). True when the purge
+/// log or boot counter was among them: the objects on disk must then be discarded.
+pub(crate) fn prepare_dir(path: &Path) -> Result<bool, StorageError> {
+    std::fs::create_dir_all(path).map_err(|e| unusable(path, e))?;
+    if !path.is_dir() {
+        return Err(unusable(path, "not a directory"));
+    }
+    let probe = path.join(".outpost-write-test");
+    if std::fs::symlink_metadata(&probe).is_ok_and(|m| !m.is_file()) {
+        crate::cache::purge::log::set_aside(&probe);
+    }
+    std::fs::write(&probe, b"ok")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| unusable(path, format!("not writable: {e}")))?;
+    let entries = std::fs::read_dir(path).map_err(|e| unusable(path, format!("not readable: {e}")))?;
+    let mut purge_state_lost = false;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let ours = name.starts_with(FOYER_FILES) || name.starts_with("outpost-");
+        if ours && !name.contains(".discarded-") && !entry.file_type().is_ok_and(|t| t.is_file()) {
+            crate::cache::purge::log::set_aside(&entry.path());
+            purge_state_lost |= name.starts_with("outpost-purges") || name.starts_with("outpost-boot");
+        }
+    }
+    Ok(purge_state_lost)
+}
+
+/// Removes the objects of a previous run (foyer's files and the counts), logging how many.
+fn discard_objects(path: &Path) {
+    let mut removed = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours = name.starts_with(FOYER_FILES) || name.starts_with(Counts::FILE);
+            if ours && !name.contains(".discarded-") && std::fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    tracing::warn!(path = %path.display(), files = removed, "disk cache discarded: its objects are misses");
+}
+

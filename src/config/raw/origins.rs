@@ -5,6 +5,7 @@
 use super::secs;
 use crate::config::reader::{self, items, Errors, Item, KeyPath, Section};
 use crate::config::types::Selection;
+use ipnet::IpNet;
 use std::net::SocketAddr;
 use std::time::Duration;
 use toml::Value;
@@ -21,6 +22,8 @@ pub(in crate::config) struct RawOrigin {
     pub(in crate::config) retries: u64,
     pub(in crate::config) tls: bool,
     pub(in crate::config) sni: String,
+    pub(in crate::config) ca: String,
+    pub(in crate::config) verify: bool,
     pub(in crate::config) host: String,
     pub(in crate::config) health: Option<RawHealth>,
 }
@@ -68,6 +71,8 @@ pub(super) fn origin(mut s: Section<'_>) -> RawOrigin {
         retries: s.get_or("retries", &reader::uint, 1),
         tls: s.get_or("tls", &reader::boolean, false),
         sni: s.get_or("sni", &reader::string, String::new()),
+        ca: s.get_or("ca", &reader::string, String::new()),
+        verify: s.get_or("verify", &reader::boolean, true),
         host: s.get_or("host", &reader::string, String::new()),
         health: s.optional_section("health").map(health),
     };
@@ -131,6 +136,20 @@ pub(in crate::config) struct RawRoute {
     pub(in crate::config) prefix: String,
     pub(in crate::config) origin: Option<String>,
     pub(in crate::config) cache: bool,
+    pub(in crate::config) allow: Vec<IpNet>,
+    pub(in crate::config) deny: Vec<IpNet>,
+    pub(in crate::config) rate_limit: RawRateLimit,
+    /// Slice size in bytes; 0 = off.
+    pub(in crate::config) slice: u64,
+}
+
+/// `rate_limit = { requests = N, per = "1s", burst = M }`; `requests = 0` is off.
+#[derive(Debug)]
+pub(in crate::config) struct RawRateLimit {
+    pub(in crate::config) at: KeyPath,
+    pub(in crate::config) requests: u64,
+    pub(in crate::config) per: Duration,
+    pub(in crate::config) burst: u64,
 }
 
 pub(super) fn route(mut s: Section<'_>) -> RawRoute {
@@ -140,6 +159,21 @@ pub(super) fn route(mut s: Section<'_>) -> RawRoute {
         prefix: s.get_or("prefix", &reader::string, "/".to_string()),
         origin: s.get("origin", &reader::string),
         cache: s.get_or("cache", &reader::boolean, true),
+        allow: s.list_or("allow", &reader::cidr, Vec::new()),
+        deny: s.list_or("deny", &reader::cidr, Vec::new()),
+        rate_limit: rate_limit(s.section("rate_limit")),
+        slice: s.get_or("slice", &reader::size, 0),
+    };
+    s.finish();
+    raw
+}
+
+fn rate_limit(mut s: Section<'_>) -> RawRateLimit {
+    let raw = RawRateLimit {
+        at: s.at().clone(),
+        requests: s.get_or("requests", &reader::uint, 0),
+        per: s.get_or("per", &reader::duration, secs(1)),
+        burst: s.get_or("burst", &reader::uint, 0),
     };
     s.finish();
     raw

@@ -660,12 +660,56 @@ impl Outpost {
 
     /// Sends SIGTERM (through `kill`, since the crate forbids `unsafe`).
     pub(crate) fn terminate(&self) {
-        let status = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(format!("kill -TERM {}", self.child.id()))
+        self.signal("TERM");
+    }
+
+    /// Sends the signal `name` ("HUP", "QUIT", ...) to the process, by its PID.
+    pub(crate) fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
             .status()
             .expect("run kill");
-        assert!(status.success(), "kill -TERM failed: {status}");
+        assert!(status.success(), "kill -{name} failed: {status}");
+    }
+
+    /// Whether the process is still running.
+    pub(crate) fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The graceful binary upgrade of interface.md §1: starts `outpost run --upgrade` on the
+    /// same config, sends SIGQUIT to the running process once the new one waits for its
+    /// sockets, and from then on this handle is the new process. Returns the old one (its
+    /// child and output) for the caller to watch it exit. The config needs fixed ports.
+    pub(crate) async fn upgrade(&mut self) -> (Child, Captured) {
+        let mut cmd = outpost_command();
+        cmd.arg("run")
+            .arg("--upgrade")
+            .arg("-c")
+            .arg(&self.config)
+            .current_dir(self._dir.path());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let (child, output) = spawn_capture(cmd);
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !output.text().contains("waiting for the running outpost") {
+            assert!(
+                Instant::now() < deadline,
+                "new process never waited for the sockets:\n{}",
+                output.text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await; // it listens on upgrade_sock
+        self.signal("QUIT");
+        let old_child = std::mem::replace(&mut self.child, child);
+        let old_output = std::mem::replace(&mut self.output, output);
+        self.proxy = None;
+        self.admin = None;
+        self.wait_ready().await;
+        (old_child, old_output)
     }
 
     /// Waits up to `timeout` for the process to exit.

@@ -51,6 +51,11 @@ impl Health {
         until == 0 || self.now_ms() >= until
     }
 
+    /// Takes the tier out for good (it is being closed: lookups and writes skip it).
+    pub(crate) fn retire(&self) {
+        self.out_until.store(u64::MAX, Ordering::Relaxed);
+    }
+
     /// Whether the tier is out (memory-only) right now.
     pub(crate) fn degraded(&self) -> bool {
         !self.usable()

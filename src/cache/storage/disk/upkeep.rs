@@ -17,7 +17,7 @@ pub(super) struct Counts {
 }
 
 impl Counts {
-    const FILE: &'static str = "outpost-disk-counts";
+    pub(super) const FILE: &'static str = "outpost-disk-counts";
     const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
     pub(super) fn get(&self) -> (u64, u64) {
