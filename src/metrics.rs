@@ -95,6 +95,14 @@ pub struct Metrics {
     /// `outpost_request_duration_seconds`
     pub request_duration: Histogram,
     origin_duration: HistFamily,
+    /// `outpost_refused_total{reason="rate_limit"}`
+    pub refused_rate_limit: Counter,
+    /// `outpost_refused_total{reason="acl"}`
+    pub refused_acl: Counter,
+    /// `outpost_refused_total{reason="conn_limit"}`
+    pub refused_conn_limit: Counter,
+    /// `outpost_connections{listener}`
+    pub connections: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -175,6 +183,24 @@ impl Metrics {
             "Origin response time (to headers)",
             origin_duration.clone(),
         );
+        let refused = Family::<Labels, Counter>::default();
+        registry.register(
+            "outpost_refused",
+            "Requests or connections refused by a limit or an ACL",
+            refused.clone(),
+        );
+        let reason = |r: &str| refused.get_or_create(&vec![("reason", r.to_string())]).clone();
+        let (refused_rate_limit, refused_acl, refused_conn_limit) =
+            (reason("rate_limit"), reason("acl"), reason("conn_limit"));
+        let connections = Family::<Labels, Gauge>::default();
+        registry.register(
+            "outpost_connections",
+            "Open client connections per listener kind",
+            connections.clone(),
+        );
+        for l in ["proxy", "tls"] {
+            let _ = connections.get_or_create(&vec![("listener", l.to_string())]);
+        }
         let mut lookup_handles = Vec::new();
         for r in LookupResult::ALL {
             for t in TierLabel::ALL {
@@ -213,6 +239,10 @@ impl Metrics {
             purges,
             request_duration,
             origin_duration,
+            refused_rate_limit,
+            refused_acl,
+            refused_conn_limit,
+            connections,
         }
     }
 

@@ -15,6 +15,7 @@ pub mod ctx;
 pub mod failure;
 pub mod finish;
 pub mod headers;
+pub mod limits;
 pub mod purge;
 pub mod request;
 pub mod response;
@@ -181,6 +182,7 @@ impl ProxyHttp for Outpost {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        response::check_upstream(resp, ctx)?;
         upstream::on_response(resp, ctx);
         cache::on_upstream_response(session, resp, ctx);
         Ok(())

@@ -23,6 +23,8 @@ pub struct Runtime {
     pub cache: crate::cache::Rules,
     /// `outpost_requests_total` handles per route; the last entry is `route="none"`.
     pub route_counters: Vec<[Counter; 5]>,
+    /// Rate limiters per route (`None` = no `rate_limit`). A reload starts them afresh.
+    pub limiters: Vec<Option<crate::proxy::limits::RouteLimiter>>,
 }
 
 impl Runtime {
@@ -37,12 +39,18 @@ impl Runtime {
             .collect();
         route_counters.push(metrics.route_counters("none"));
         let cache = crate::cache::Rules::from_config(&cfg.cache);
+        let limiters = cfg
+            .routes
+            .iter()
+            .map(|r| r.rate_limit.as_ref().and_then(crate::proxy::limits::RouteLimiter::new))
+            .collect();
         Self {
             cfg,
             routes,
             pools,
             cache,
             route_counters,
+            limiters,
         }
     }
 

@@ -11,10 +11,12 @@ pub fn check(header: Option<&str>, token: Option<&str>) -> Result<(), (u16, &'st
             "admin token not configured: set the env var named by admin.token_env",
         ));
     };
-    let Some(given) = header.and_then(|h| {
-        h.strip_prefix("Bearer ")
-            .or_else(|| h.strip_prefix("bearer "))
-    }) else {
+    // RFC 9110 §11.1: the scheme name is case-insensitive; one or more spaces follow it.
+    let given = header.map(str::trim_start).and_then(|h| {
+        let (scheme, rest) = h.split_once([' ', '\t'])?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+    });
+    let Some(given) = given else {
         return Err((401, "missing bearer token"));
     };
     if constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
@@ -46,6 +48,11 @@ mod tests {
             403
         );
         assert!(check(Some("Bearer s3cret"), Some("s3cret")).is_ok());
+        for spelling in ["bearer s3cret", "BEARER s3cret", "BeArEr  s3cret"] {
+            assert!(check(Some(spelling), Some("s3cret")).is_ok(), "{spelling}");
+        }
+        assert_eq!(check(Some("Basic s3cret"), Some("s3cret")).unwrap_err().0, 401);
+        assert_eq!(check(Some("Bearers3cret"), Some("s3cret")).unwrap_err().0, 401);
         assert_eq!(check(Some("Bearer s3cret"), None).unwrap_err().0, 401);
         assert_eq!(check(Some("Basic abc"), Some("s3cret")).unwrap_err().0, 401);
     }

@@ -59,7 +59,7 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
             let (code, v) = match path.as_str() {
                 "/purge" => match read_body(session).await {
                     Ok(body) => admin.ops.purge(&body, &who).await,
-                    Err(msg) => (400, json!({ "error": msg })),
+                    Err((code, msg)) => (code, json!({ "error": msg })),
                 },
                 "/config/reload" => admin.ops.reload().await,
                 _ => admin.ops.rollback().await,
@@ -81,18 +81,32 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
     }
 }
 
-async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, String> {
+/// The request body, at most `MAX_BODY` bytes: larger is 413 (announced by Content-Length
+/// or found while reading), unreadable 400.
+async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, (u16, String)> {
+    let too_large = || (413, format!("request body larger than {MAX_BODY} bytes"));
+    let announced = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        session.set_keepalive(None);
+        return Err(too_large());
+    }
     let mut body = Vec::new();
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {
                 body.extend_from_slice(&chunk);
                 if body.len() > MAX_BODY {
-                    return Err("request body too large".into());
+                    session.set_keepalive(None);
+                    return Err(too_large());
                 }
             }
             Ok(None) => return Ok(body),
-            Err(e) => return Err(format!("cannot read request body: {e}")),
+            Err(e) => return Err((400, format!("cannot read request body: {e}"))),
         }
     }
 }

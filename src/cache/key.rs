@@ -67,6 +67,7 @@ pub fn primary_key(scheme: &str, host: &str, path_and_query: &str, ignore: &Quer
     let host = canonical_host(&scheme, host);
     let target = path_and_query.split('#').next().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = normalize_path(path).unwrap_or(Cow::Borrowed(path));
     let slash = if path.starts_with('/') { "" } else { "/" };
     let mut key = format!("{scheme}://{host}{slash}{path}");
     let kept = query.split('&').filter(|p| !p.is_empty()).filter(|p| {
@@ -80,6 +81,94 @@ pub fn primary_key(scheme: &str, host: &str, path_and_query: &str, ignore: &Quer
     key
 }
 
+/// Why a request path is refused instead of normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AmbiguousPath;
+
+/// The one spelling of a request path that routing, the cache key and the origin all see
+/// (RFC 3986 §6.2.2): percent-encoded unreserved characters decoded (`%2e` → `.`,
+/// `%7E` → `~`), other escapes upper-cased, runs of `/` merged (as nginx's `merge_slashes`),
+/// then dot segments removed (§5.2.4; `..` never climbs above the root). A path that would
+/// only resolve differently once an encoded `/` or `\` is decoded (`/a%2f..%2fb`, which
+/// some origins resolve to `/b`) cannot be given one meaning: `Err`.
+/// Borrows when there is nothing to change (the common case: no allocation).
+pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, AmbiguousPath> {
+    let b = path.as_bytes();
+    let suspicious = b.contains(&b'%')
+        || b.contains(&b'\\')
+        || b.windows(2).any(|w| w == b"//" || w == b"/.");
+    if !suspicious {
+        return Ok(Cow::Borrowed(path));
+    }
+    // 1. Escapes: unreserved decoded, the rest upper-cased.
+    let mut decoded = String::with_capacity(path.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = (b[i] == b'%')
+            .then(|| b.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
+                decoded.push(char::from(c));
+                i += 3;
+            }
+            Some(c) => {
+                decoded.push_str(&format!("%{c:02X}"));
+                i += 3;
+            }
+            None => {
+                // Not an escape: copy one whole UTF-8 character.
+                let ch = path[i..].chars().next().unwrap_or('\u{fffd}');
+                decoded.push(ch);
+                i += ch.len_utf8().max(1);
+            }
+        }
+    }
+    // 2. Would decoding an encoded separator create dot segments or empty segments?
+    let as_origin_may_see = decoded
+        .replace("%2F", "/")
+        .replace("%5C", "/")
+        .replace('\\', "/");
+    if as_origin_may_see != decoded && merge_and_remove_dots(&as_origin_may_see) != as_origin_may_see {
+        return Err(AmbiguousPath);
+    }
+    // 3. Merged slashes, dot segments removed.
+    let out = merge_and_remove_dots(&decoded);
+    Ok(if out == path { Cow::Borrowed(path) } else { Cow::Owned(out) })
+}
+
+/// `//` runs merged and RFC 3986 §5.2.4 remove_dot_segments on an absolute path.
+fn merge_and_remove_dots(path: &str) -> String {
+    let mut segs: Vec<&str> = Vec::new();
+    let parts: Vec<&str> = path.split('/').collect();
+    let last = parts.len().saturating_sub(1);
+    let mut trailing_slash = false;
+    for (i, seg) in parts.iter().enumerate() {
+        trailing_slash = false;
+        match *seg {
+            "" if i == 0 => {}
+            "" => trailing_slash = i == last,
+            "." => trailing_slash = true,
+            ".." => {
+                segs.pop();
+                trailing_slash = true;
+            }
+            s => segs.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len());
+    for s in &segs {
+        out.push('/');
+        out.push_str(s);
+    }
+    if trailing_slash || segs.is_empty() {
+        out.push('/');
+    }
+    out
+}
+
 /// Splits a primary key back into `(scheme, host, path_and_query)`; `None` if it has no `://`.
 pub fn split_primary(key: &str) -> Option<(&str, &str, &str)> {
     let (scheme, rest) = key.split_once("://")?;
@@ -91,6 +180,13 @@ pub fn split_primary(key: &str) -> Option<(&str, &str, &str)> {
 
 fn canonical_host(scheme: &str, host: &str) -> String {
     let host = host.to_ascii_lowercase();
+    // `example.test.` is the same (fully qualified) name as `example.test`.
+    let host = match host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            format!("{}:{p}", h.strip_suffix('.').unwrap_or(h))
+        }
+        _ => host.strip_suffix('.').map(str::to_owned).unwrap_or(host),
+    };
     let default_port = match scheme {
         "http" => ":80",
         "https" => ":443",

@@ -157,15 +157,8 @@ fn server(raw: RawServer, has_tls: bool, errs: &Errors) -> ServerConfig {
         &raw.at.field("upgrade_sock"),
         "must be a socket path",
     );
-    if raw.max_uri > raw.max_request_header {
-        errs.add(
-            &raw.at.field("max_uri"),
-            format!(
-                "{} is larger than server.max_request_header ({}): the header limit would apply first",
-                raw.max_uri, raw.max_request_header
-            ),
-        );
-    }
+    // A request-target longer than max_request_header meets that limit first (431): not an
+    // error, since lowering max_request_header alone is a common, valid change.
     let threads = match raw.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => usize::try_from(n).unwrap_or(usize::MAX),

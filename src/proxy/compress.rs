@@ -20,8 +20,10 @@ fn token(a: Algorithm) -> &'static str {
     }
 }
 
-/// `early_request_filter`: rewrite `Accept-Encoding` to the accepted algorithms in the
-/// operator's preference order (q=0 entries dropped), so the module picks the preferred one.
+/// `early_request_filter`: rewrite `Accept-Encoding` to the acceptable algorithms, best
+/// first, so the module picks the best one (RFC 9110 §12.5.3): the highest q wins
+/// (q=0 refuses), `compression.algorithms` order breaks ties, and when identity is
+/// preferred over every algorithm the value becomes `identity`.
 pub fn prepare_request(session: &mut Session, cfg: &CompressionConfig) {
     if !cfg.enabled {
         if let Some(c) = session
@@ -35,6 +37,25 @@ pub fn prepare_request(session: &mut Session, cfg: &CompressionConfig) {
     reorder_accept_encoding(session.req_header_mut(), cfg);
 }
 
+/// `(coding, q)` of an Accept-Encoding value; a malformed q counts as 1 (as most servers do).
+fn parse_accept_encoding(ae: &str) -> Vec<(String, f32)> {
+    ae.split(',')
+        .filter_map(|item| {
+            let mut parts = item.split(';');
+            let name = parts.next()?.trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim().eq_ignore_ascii_case("q").then(|| v.trim().parse::<f32>().ok())?
+                })
+                .next()
+                .unwrap_or(1.0)
+                .clamp(0.0, 1.0);
+            (!name.is_empty()).then_some((name, q))
+        })
+        .collect()
+}
+
 fn reorder_accept_encoding(req: &mut RequestHeader, cfg: &CompressionConfig) {
     let Some(ae) = req
         .headers
@@ -43,31 +64,27 @@ fn reorder_accept_encoding(req: &mut RequestHeader, cfg: &CompressionConfig) {
     else {
         return;
     };
-    let accepted: Vec<String> = ae
-        .split(',')
-        .filter_map(|item| {
-            let mut parts = item.split(';');
-            let name = parts.next()?.trim().to_ascii_lowercase();
-            let refused = parts.any(|p| {
-                let p = p.trim();
-                p.strip_prefix("q=")
-                    .or_else(|| p.strip_prefix("Q="))
-                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
-            });
-            (!refused && !name.is_empty()).then_some(name)
-        })
-        .collect();
-    let wildcard = accepted.iter().any(|a| a == "*");
-    let ordered: Vec<&str> = cfg
+    let codings = parse_accept_encoding(ae);
+    let q_of = |name: &str| codings.iter().find(|(n, _)| n == name).map(|(_, q)| *q);
+    let star = q_of("*");
+    // identity is always acceptable as the fallback; it only wins when the client ranks
+    // it (explicitly, or through `*`) above every algorithm.
+    let identity = q_of("identity").or(star).unwrap_or(0.0);
+    let mut ranked: Vec<(usize, &str, f32)> = cfg
         .algorithms
         .iter()
-        .map(|a| token(*a))
-        .filter(|t| wildcard || accepted.iter().any(|a| a == t))
+        .enumerate()
+        .filter_map(|(i, a)| {
+            let t = token(*a);
+            let q = q_of(t).or(star).unwrap_or(0.0);
+            (q > 0.0 && q >= identity).then_some((i, t, q))
+        })
         .collect();
-    let value = if ordered.is_empty() {
+    ranked.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(&b.0)));
+    let value = if ranked.is_empty() {
         "identity".to_string()
     } else {
-        ordered.join(", ")
+        ranked.iter().map(|(_, t, _)| *t).collect::<Vec<_>>().join(", ")
     };
     let _ = req.insert_header(http::header::ACCEPT_ENCODING, value);
 }
@@ -95,12 +112,23 @@ fn content_type_listed(resp: &ResponseHeader, types: &[String]) -> bool {
     values.peek().is_some() && values.all(|v| v.to_str().is_ok_and(|ct| type_matches(ct, types)))
 }
 
+/// `Cache-Control: no-transform` (RFC 9110 §7.7): an intermediary must not change the content.
+fn no_transform(resp: &ResponseHeader) -> bool {
+    resp.headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
+}
+
 /// `response_filter`: keep compression on only for eligible responses.
 pub fn decide(session: &mut Session, resp: &ResponseHeader, cfg: &CompressionConfig) {
     let eligible = cfg.enabled
         && resp.status.as_u16() == 200
         && !resp.headers.contains_key(http::header::CONTENT_ENCODING)
         && !resp.headers.contains_key(http::header::CONTENT_RANGE)
+        && !no_transform(resp)
         && content_type_listed(resp, &cfg.types)
         && resp
             .headers
@@ -152,6 +180,17 @@ mod tests {
         assert_eq!(rewritten("br;q=0, gzip"), "gzip");
         assert_eq!(rewritten("*"), "br, zstd, gzip");
         assert_eq!(rewritten("deflate"), "identity");
+    }
+
+    #[test]
+    fn accept_encoding_honours_q_values() {
+        assert_eq!(rewritten("gzip;q=1.0, br;q=0.5"), "gzip, br");
+        assert_eq!(rewritten("gzip;q=0.3, identity;q=0.8"), "identity");
+        assert_eq!(rewritten("gzip;q=0.8, identity;q=0.3"), "gzip");
+        assert_eq!(rewritten("br;q=0.5, gzip;q=0.5"), "br, gzip");
+        assert_eq!(rewritten("*;q=0.2, gzip"), "gzip, br, zstd");
+        assert_eq!(rewritten("gzip;Q=0, br;q=0.000"), "identity");
+        assert_eq!(rewritten("zstd ; q=0.9 , br;q=0.1"), "zstd, br");
     }
 
     #[test]

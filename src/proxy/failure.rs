@@ -17,9 +17,36 @@ pub async fn respond(
     detail: &str,
     text: &str,
 ) -> Result<()> {
+    write_error(session, ctx, status, fwd, None, detail, text).await
+}
+
+/// [`respond`] with one extra response field (`Retry-After` of a 429), `fwd=bypass`.
+pub async fn respond_with(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    extra: (&'static str, &str),
+    detail: &str,
+    text: &str,
+) -> Result<()> {
+    write_error(session, ctx, status, "bypass", Some(extra), detail, text).await
+}
+
+async fn write_error(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    fwd: &str,
+    extra: Option<(&'static str, &str)>,
+    detail: &str,
+    text: &str,
+) -> Result<()> {
     let body = Bytes::from(format!("{status} {}: {text}\n", reason(status)));
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+    let mut resp = ResponseHeader::build(status, Some(5))?;
     resp.insert_header("content-type", "text/plain; charset=utf-8")?;
+    if let Some((name, value)) = extra {
+        resp.insert_header(name, value)?;
+    }
     resp.insert_header("content-length", body.len().to_string())?;
     let cs = format!("outpost; fwd={fwd}; detail={detail}");
     resp.insert_header("cache-status", cs.as_str())?;
@@ -44,6 +71,9 @@ fn reason(status: u16) -> &'static str {
 pub fn classify(e: &Error) -> (u16, &'static str) {
     match e.etype() {
         ErrorType::HTTPStatus(503) => (503, "no-healthy-server"),
+        ErrorType::InvalidHTTPHeader if e.esource() == &ErrorSource::Upstream => {
+            (502, "origin-bad-response")
+        }
         ErrorType::HTTPStatus(c) => (*c, "origin-error"),
         ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
             (504, "origin-timeout")
@@ -73,6 +103,9 @@ pub async fn fail(session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> Fai
             .map(|p| p.name().to_string())
             .unwrap_or_default();
         let text = match code {
+            502 if detail == "origin-bad-response" => {
+                format!("origin \"{name}\" sent an invalid response header")
+            }
             502 => format!("could not connect to origin \"{name}\""),
             503 => format!("no healthy server in origin \"{name}\""),
             504 => format!("origin \"{name}\" timed out"),

@@ -12,17 +12,48 @@ pub const VIA: &str = "1.1 outpost";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {
     TooLarge,
+    TooManyFields,
+    UriTooLong,
     Malformed(&'static str),
     BadHost,
     UnknownCoding,
 }
 
+/// Request size limits of `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `max_request_header`: bytes of the whole head.
+    pub header_bytes: u64,
+    /// `max_headers`: header fields.
+    pub fields: usize,
+    /// `max_uri`: bytes of the request-target.
+    pub uri: u64,
+}
+
 /// Checks the raw HTTP/1 header block (when there is one) and the parsed header.
 /// Pingora drops Content-Length when Transfer-Encoding is present; the raw block still shows both.
-pub fn validate(raw: Option<&[u8]>, req: &RequestHeader, max_header: u64) -> Result<(), Reject> {
+pub fn validate(raw: Option<&[u8]>, req: &RequestHeader, limits: &Limits) -> Result<(), Reject> {
+    if req.raw_path().len() as u64 > limits.uri {
+        return Err(Reject::UriTooLong);
+    }
+    if req.headers.len() > limits.fields {
+        return Err(Reject::TooManyFields);
+    }
     if let Some(raw) = raw {
-        if raw.len() as u64 > max_header {
+        if raw.len() as u64 > limits.header_bytes {
             return Err(Reject::TooLarge);
+        }
+        // RFC 9112 §2.2: a bare LF may be accepted, but a proxy that does so while the origin
+        // does not disagrees with it on where fields end. Refuse it, and NUL anywhere.
+        let bare_lf = raw
+            .iter()
+            .enumerate()
+            .any(|(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'));
+        if bare_lf {
+            return Err(Reject::Malformed("bare LF line ending"));
+        }
+        if raw.contains(&0) {
+            return Err(Reject::Malformed("NUL in the request head"));
         }
         let (mut cl, mut te) = (0, false);
         for line in raw.split(|b| *b == b'\n').skip(1) {
@@ -79,6 +110,8 @@ pub fn host_of(req: &RequestHeader) -> Option<String> {
         None => req.headers.get(http::header::HOST)?.to_str().ok()?,
     };
     let host = split_port(raw.trim())?;
+    // `example.test.` names the same host as `example.test` (route, key and purge agree).
+    let host = host.strip_suffix('.').unwrap_or(host);
     let valid = !host.is_empty()
         && host.bytes().all(|b| {
             b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
@@ -108,6 +141,26 @@ fn split_port(hostport: &str) -> Option<&str> {
 
 fn trusted(ip: IpAddr, nets: &[IpNet]) -> bool {
     nets.iter().any(|n| n.contains(&ip))
+}
+
+/// The client of a request from `peer`: the peer, or behind trusted proxies the right-most
+/// X-Forwarded-For address that is not one (the X-Real-IP of [`forwarded_for`], without
+/// building the header).
+pub fn real_client(xff: Option<&str>, peer: IpAddr, nets: &[IpNet]) -> IpAddr {
+    if !trusted(peer, nets) {
+        return peer;
+    }
+    let Some(xff) = xff else {
+        return peer;
+    };
+    let mut first = None;
+    for ip in xff.rsplit(',').filter_map(|s| s.trim().parse::<IpAddr>().ok()) {
+        if !trusted(ip, nets) {
+            return ip;
+        }
+        first = Some(ip);
+    }
+    first.unwrap_or(peer)
 }
 
 /// X-Forwarded-For value and X-Real-IP for a request from `peer`.

@@ -2,8 +2,9 @@
 //! ourselves (404, 400, 431, 501) before anything reaches an origin.
 
 use super::ctx::RequestCtx;
-use super::failure::respond;
+use super::failure::{respond, respond_with};
 use super::headers::{self, Reject};
+use super::limits::{self, Verdict};
 use crate::state::Shared;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -24,13 +25,19 @@ pub async fn admit(
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip());
-    let max = rt.cfg.server.max_request_header;
+    let limits = headers::Limits {
+        header_bytes: rt.cfg.server.max_request_header,
+        fields: rt.cfg.server.max_headers,
+        uri: rt.cfg.server.max_uri,
+    };
     let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
-    let verdict = headers::validate(raw.as_deref(), session.req_header(), max);
+    let verdict = headers::validate(raw.as_deref(), session.req_header(), &limits);
     ctx.rt = Some(rt.clone());
     if let Err(r) = verdict {
         let (status, detail, text) = match r {
             Reject::TooLarge => (431, "header-too-large", "request header too large"),
+            Reject::TooManyFields => (431, "header-too-large", "too many request header fields"),
+            Reject::UriTooLong => (414, "uri-too-long", "request-target too long"),
             Reject::Malformed(why) => (400, "bad-request", why),
             Reject::BadHost => (400, "bad-host", "invalid Host header"),
             Reject::UnknownCoding => (501, "bad-request", "unsupported transfer coding"),
@@ -62,6 +69,21 @@ pub async fn admit(
         return Ok(true);
     };
     ctx.host = host;
+    // Routing, the cache key and the origin see one spelling of the path.
+    match crate::cache::key::normalize_path(session.req_header().uri.path()) {
+        Ok(std::borrow::Cow::Borrowed(_)) => {}
+        Ok(std::borrow::Cow::Owned(path)) => {
+            if !set_path(session, &path) {
+                respond(session, ctx, 400, "bypass", "bad-request", "invalid request-target").await?;
+                return Ok(true);
+            }
+        }
+        Err(_) => {
+            let text = "ambiguous path (an encoded / or \\ next to a dot segment)";
+            respond(session, ctx, 400, "bypass", "bad-request", text).await?;
+            return Ok(true);
+        }
+    }
     let path = session.req_header().uri.path();
     let Some(route_idx) = rt.routes.resolve(&ctx.host, path) else {
         let text = format!("no route for host \"{}\"", ctx.host);
@@ -72,7 +94,59 @@ pub async fn admit(
     let Some(route) = rt.cfg.routes.get(route_idx) else {
         return Ok(false);
     };
+    if !route.allow.is_empty() || !route.deny.is_empty() || route.rate_limit.is_some() {
+        if let Some(peer) = ctx.client_ip {
+            let req = session.req_header();
+            let xff = req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let client = headers::real_client(xff, peer, &rt.cfg.server.trusted_proxies);
+            let limiter = rt.limiters.get(route_idx).and_then(Option::as_ref);
+            match limits::judge(route, limiter, client) {
+                Verdict::Pass => {}
+                Verdict::Acl => {
+                    shared.metrics.refused_acl.inc();
+                    let text = "client address not allowed on this route";
+                    respond(session, ctx, 403, "bypass", "acl", text).await?;
+                    return Ok(true);
+                }
+                Verdict::Limited { retry_after_s } => {
+                    shared.metrics.refused_rate_limit.inc();
+                    let retry = retry_after_s.to_string();
+                    let text = "rate limit exceeded";
+                    respond_with(session, ctx, 429, ("retry-after", &retry), "rate-limit", text)
+                        .await?;
+                    return Ok(true);
+                }
+            }
+        }
+    }
     ctx.pool = rt.pools.get(route.origin).cloned();
     ctx.cacheable_route = route.cache;
     Ok(false)
+}
+
+/// Replaces the request's path (keeping scheme, authority and query). False when the
+/// result is not a valid URI.
+fn set_path(session: &mut Session, path: &str) -> bool {
+    let uri = &session.req_header().uri;
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = http::uri::Builder::new();
+    if let Some(s) = uri.scheme() {
+        parts = parts.scheme(s.clone());
+    }
+    if let Some(a) = uri.authority() {
+        parts = parts.authority(a.clone());
+    }
+    match parts.path_and_query(pq).build() {
+        Ok(new) => {
+            session.req_header_mut().set_uri(new);
+            true
+        }
+        Err(_) => false,
+    }
 }

@@ -1,5 +1,6 @@
-//! `response_filter` (runs on hits and misses): hop-by-hop cleanup, Via, tags and
-//! CDN-Cache-Control stripped, `Cache-Status` set.
+//! `response_filter` (runs on hits and misses): hop-by-hop cleanup, Via, tags stripped
+//! (and CDN-Cache-Control when `cache.forward_cdn_cache_control = false`), `Cache-Status`
+//! set. `check_upstream`: what an origin's response head must satisfy to be used at all.
 
 use super::ctx::RequestCtx;
 use super::headers;
@@ -18,13 +19,15 @@ pub fn decorate(
         // pingora does not reuse a connection whose upstream failed; say so to the client.
         session.set_keepalive(None);
     }
-    for name in [
-        "surrogate-key",
-        "cache-tag",
-        "cdn-cache-control",
-        "surrogate-control",
-    ] {
+    for name in ["surrogate-key", "cache-tag", "surrogate-control"] {
         resp.remove_header(name);
+    }
+    if ctx
+        .rt
+        .as_ref()
+        .is_some_and(|rt| !rt.cfg.cache.forward_cdn_cache_control)
+    {
+        resp.remove_header("cdn-cache-control");
     }
     let via = headers::via(resp.headers.get("via").and_then(|v| v.to_str().ok()));
     resp.insert_header("via", via)?;
@@ -35,5 +38,34 @@ pub fn decorate(
     let status = crate::cache::status::cache_status(session, ctx);
     resp.insert_header("cache-status", status.as_str())?;
     ctx.cache_status = Some(status);
+    Ok(())
+}
+
+/// The smallest cap on an origin's response head, whatever `max_request_header` says.
+const MIN_RESPONSE_HEAD: u64 = 64 * 1024;
+
+/// An origin response head larger than `max(server.max_request_header, 64KiB)` is refused
+/// (502, never stored or forwarded), like an oversized request head is. (A head with both
+/// Content-Length and Transfer-Encoding never gets here as such: Pingora's HTTP/1 client
+/// drops the Content-Length and frames by the chunked coding, RFC 9112 §6.3.)
+pub fn check_upstream(resp: &ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    let cap = ctx
+        .rt
+        .as_ref()
+        .map_or(MIN_RESPONSE_HEAD, |rt| rt.cfg.server.max_request_header)
+        .max(MIN_RESPONSE_HEAD);
+    let size: u64 = resp
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().len() + v.len() + 4) as u64)
+        .sum();
+    if size > cap {
+        let mut e = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            format!("origin response header of {size} bytes is over the {cap}-byte limit"),
+        );
+        e.as_up();
+        return Err(e);
+    }
     Ok(())
 }

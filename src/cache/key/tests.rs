@@ -45,7 +45,7 @@ fn primary_key_is_a_canonical_url() {
         ("443 is not default for http", "http", "example.test:443", "/", "http://example.test:443/"),
         ("IPv6 literal", "http", "[::1]:8080", "/", "http://[::1]:8080/"),
         ("empty path", "http", "example.test", "", "http://example.test/"),
-        ("path case kept", "http", "example.test", "/A%2fB", "http://example.test/A%2fB"),
+        ("path case kept, escapes upper-cased (RFC 3986 §6.2.2.1)", "http", "example.test", "/A%2fB", "http://example.test/A%2FB"),
         ("query kept in order", "http", "h", "/p?b=2&a=1", "http://h/p?b=2&a=1"),
         ("ignored params removed", "http", "h", "/p?utm_source=x&id=1&fbclid=y", "http://h/p?id=1"),
         ("order of the rest kept", "http", "h", "/p?z=1&utm_medium=m&a=2", "http://h/p?z=1&a=2"),
@@ -212,4 +212,45 @@ fn invalidation_keys_follow_same_origin_locations() {
     for (case, headers, want) in cases {
         assert_eq!(keys(headers), *want, "{case}");
     }
+}
+
+#[test]
+fn paths_normalise_to_one_spelling() {
+    let n = |p: &str| normalize_path(p).map(|c| c.into_owned());
+    for (raw, want) in [
+        ("/a/b", "/a/b"),
+        ("/", "/"),
+        ("/static/../api/user", "/api/user"),
+        ("/static/%2e%2e/api/user", "/api/user"),
+        ("/static/%2E%2E/api/user", "/api/user"),
+        ("/static/.%2e/api/user", "/api/user"),
+        ("//api/user", "/api/user"),
+        ("/a//b///c", "/a/b/c"),
+        ("/./api/./user", "/api/user"),
+        ("/a/b/..", "/a/"),
+        ("/a/b/.", "/a/b/"),
+        ("/../../etc", "/etc"),
+        ("/dir/", "/dir/"),
+        ("/%7Euser/%61", "/~user/a"),
+        ("/a%2fb", "/a%2Fb"),
+        ("/caf%c3%a9", "/caf%C3%A9"),
+        ("/100%", "/100%"),
+    ] {
+        assert_eq!(n(raw).as_deref(), Ok(want), "{raw}");
+    }
+    for bad in ["/static%2f..%2fapi/user", "/static/..%2Fapi", "/a\\..\\api", "/x%5c..%5capi"] {
+        assert_eq!(n(bad), Err(AmbiguousPath), "{bad}");
+    }
+    assert!(matches!(normalize_path("/plain/path.css"), Ok(Cow::Borrowed(_))));
+}
+
+#[test]
+fn trailing_dot_hosts_share_the_key() {
+    let f = QueryFilter::default();
+    assert_eq!(
+        primary_key("http", "example.test.", "/a", &f),
+        primary_key("http", "example.test", "/a", &f)
+    );
+    assert_eq!(primary_key("http", "example.test.:8080", "/a", &f), "http://example.test:8080/a");
+    assert_eq!(primary_key("http", "h", "/x/../a//b", &f), "http://h/a/b");
 }

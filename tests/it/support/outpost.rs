@@ -593,6 +593,22 @@ impl Outpost {
         Resp::read(r.unwrap_or_else(|e| panic!("POST {url}: {e:?}")), started).await
     }
 
+    /// POST to the admin API with the given extra headers (no token added).
+    pub(crate) async fn admin_post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+        let url = format!("http://{}{path}", self.admin_addr());
+        let mut req = self
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let started = Instant::now();
+        let r = req.send().await;
+        Resp::read(r.unwrap_or_else(|e| panic!("POST {url}: {e:?}")), started).await
+    }
+
     /// `POST /purge` with this outpost's token; panics unless the answer is 200.
     pub(crate) async fn purge(&self, json: &str) -> Resp {
         let token = self.token.as_deref().expect("builder .token() for purge");
