@@ -156,13 +156,16 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
     ));
     let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+    let http = pingora::proxy::http_proxy(
         &server.configuration,
         Outpost {
             shared: shared.clone(),
             cache: layer,
         },
-        "outpost proxy",
+    );
+    let mut proxy = Service::new(
+        "outpost proxy".to_string(),
+        crate::front::Front::new(http, shared.clone()),
     );
     for a in &proxy_addrs {
         match a.options() {
@@ -352,12 +355,19 @@ impl Drain {
         } else {
             let errors: Vec<String> = body["errors"]
                 .as_array()
-                .map(|a| a.iter().filter_map(|e| e.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|e| e.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_else(|| vec![body["error"].as_str().unwrap_or_default().to_string()]);
             for e in &errors {
                 tracing::error!("SIGHUP: {e}");
             }
-            tracing::error!(errors = errors.len(), "SIGHUP: config reload refused; the running config is unchanged");
+            tracing::error!(
+                errors = errors.len(),
+                "SIGHUP: config reload refused; the running config is unchanged"
+            );
         }
     }
 

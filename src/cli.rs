@@ -40,12 +40,10 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config, upgrade } => {
-            config::load(&config)
-                .map_err(Error::from)
-                .and_then(|cfg| {
-                    crate::logging::init(&cfg.log.level, cfg.log.format);
-                    app::run(cfg, upgrade)
-                })
+            config::load(&config).map_err(Error::from).and_then(|cfg| {
+                crate::logging::init(&cfg.log.level, cfg.log.format);
+                app::run(cfg, upgrade)
+            })
         }
         Command::Check { config } => config::load(&config).map_err(Error::from).map(|cfg| {
             println!("{}", config::summary(&cfg));

@@ -54,7 +54,11 @@ pub fn summary(cfg: &Config) -> String {
     };
     let cluster = match &cfg.cluster {
         Some(c) if c.peers.is_empty() => format!(", cluster node {} (no peering)", c.node),
-        Some(c) => format!(", cluster node {} peering with {} node(s)", c.node, c.peers.len()),
+        Some(c) => format!(
+            ", cluster node {} peering with {} node(s)",
+            c.node,
+            c.peers.len()
+        ),
         None => String::new(),
     };
     format!(

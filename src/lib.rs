@@ -3,7 +3,8 @@
 //! Layout:
 //! - `cli`, `purge_cli`: command line (`run`, `check`, `demo`, `purge`)
 //! - `config`: TOML → validated `Config` (every error with its dotted path)
-//! - `app`: `Config` → Pingora server (proxy, admin, health services), shutdown
+//! - `app`: `Config` → Pingora server (proxy, admin, health services), signals
+//! - `front`: client connections: counts, caps, header and idle timeouts
 //! - `state`: shared state; config-derived `Runtime` behind arc-swap
 //! - `proxy`: the `ProxyHttp` request path (routing, headers, errors, cache hooks)
 //! - `cache`: cache key, RFC 9111 policy, storage tiers, purge, Cache-Status
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod front;
 pub mod logging;
 pub mod metrics;
 pub mod ops;

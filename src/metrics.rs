@@ -189,7 +189,11 @@ impl Metrics {
             "Requests or connections refused by a limit or an ACL",
             refused.clone(),
         );
-        let reason = |r: &str| refused.get_or_create(&vec![("reason", r.to_string())]).clone();
+        let reason = |r: &str| {
+            refused
+                .get_or_create(&vec![("reason", r.to_string())])
+                .clone()
+        };
         let (refused_rate_limit, refused_acl, refused_conn_limit) =
             (reason("rate_limit"), reason("acl"), reason("conn_limit"));
         let connections = Family::<Labels, Gauge>::default();

@@ -42,7 +42,11 @@ impl Runtime {
         let limiters = cfg
             .routes
             .iter()
-            .map(|r| r.rate_limit.as_ref().and_then(crate::proxy::limits::RouteLimiter::new))
+            .map(|r| {
+                r.rate_limit
+                    .as_ref()
+                    .and_then(crate::proxy::limits::RouteLimiter::new)
+            })
             .collect();
         Self {
             cfg,

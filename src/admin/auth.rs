@@ -51,8 +51,14 @@ mod tests {
         for spelling in ["bearer s3cret", "BEARER s3cret", "BeArEr  s3cret"] {
             assert!(check(Some(spelling), Some("s3cret")).is_ok(), "{spelling}");
         }
-        assert_eq!(check(Some("Basic s3cret"), Some("s3cret")).unwrap_err().0, 401);
-        assert_eq!(check(Some("Bearers3cret"), Some("s3cret")).unwrap_err().0, 401);
+        assert_eq!(
+            check(Some("Basic s3cret"), Some("s3cret")).unwrap_err().0,
+            401
+        );
+        assert_eq!(
+            check(Some("Bearers3cret"), Some("s3cret")).unwrap_err().0,
+            401
+        );
         assert_eq!(check(Some("Bearer s3cret"), None).unwrap_err().0, 401);
         assert_eq!(check(Some("Basic abc"), Some("s3cret")).unwrap_err().0, 401);
     }

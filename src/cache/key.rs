@@ -94,9 +94,8 @@ pub struct AmbiguousPath;
 /// Borrows when there is nothing to change (the common case: no allocation).
 pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, AmbiguousPath> {
     let b = path.as_bytes();
-    let suspicious = b.contains(&b'%')
-        || b.contains(&b'\\')
-        || b.windows(2).any(|w| w == b"//" || w == b"/.");
+    let suspicious =
+        b.contains(&b'%') || b.contains(&b'\\') || b.windows(2).any(|w| w == b"//" || w == b"/.");
     if !suspicious {
         return Ok(Cow::Borrowed(path));
     }
@@ -131,12 +130,18 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, AmbiguousPath> {
         .replace("%2F", "/")
         .replace("%5C", "/")
         .replace('\\', "/");
-    if as_origin_may_see != decoded && merge_and_remove_dots(&as_origin_may_see) != as_origin_may_see {
+    if as_origin_may_see != decoded
+        && merge_and_remove_dots(&as_origin_may_see) != as_origin_may_see
+    {
         return Err(AmbiguousPath);
     }
     // 3. Merged slashes, dot segments removed.
     let out = merge_and_remove_dots(&decoded);
-    Ok(if out == path { Cow::Borrowed(path) } else { Cow::Owned(out) })
+    Ok(if out == path {
+        Cow::Borrowed(path)
+    } else {
+        Cow::Owned(out)
+    })
 }
 
 /// `//` runs merged and RFC 3986 §5.2.4 remove_dot_segments on an absolute path.

@@ -342,7 +342,14 @@ fn log(mut s: Section<'_>) -> RawLog {
         level: s.get_or("level", &reader::string, "info".to_string()),
         format: s.get_or(
             "format",
-            &|v, at, e| reader::choice(v, at, e, &[("text", LogFormat::Text), ("json", LogFormat::Json)]),
+            &|v, at, e| {
+                reader::choice(
+                    v,
+                    at,
+                    e,
+                    &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+                )
+            },
             LogFormat::Text,
         ),
     };
@@ -380,7 +387,10 @@ fn cluster(mut s: Section<'_>) -> RawCluster {
             Some(v) if v.trim().is_empty() => None,
             Some(v) => {
                 let parsed = reader::addr(&Value::String(v), &self_at, s.errs());
-                parsed.map(|value| Item { at: self_at.clone(), value })
+                parsed.map(|value| Item {
+                    at: self_at.clone(),
+                    value,
+                })
             }
         },
     };

@@ -973,7 +973,11 @@ slice = "4MiB"
     assert_eq!(r.deny[0].to_string(), "10.1.0.0/16");
     assert_eq!(
         r.rate_limit,
-        Some(RateLimitConfig { requests: 5, per: Duration::from_secs(10), burst: 2 })
+        Some(RateLimitConfig {
+            requests: 5,
+            per: Duration::from_secs(10),
+            burst: 2
+        })
     );
     assert_eq!(r.slice, 4 << 20);
 }
@@ -1036,5 +1040,8 @@ fn check_says_when_the_disk_tier_holds_less_than_max_object() {
         "[cache]\nmax_object = \"512MiB\"\n[cache.disk]\npath = \"/tmp/x\"\nsize = \"1GiB\"",
     ));
     let s = summary(&cfg);
-    assert!(s.contains("holds objects up to 128MiB = size/8, below cache.max_object 512MiB"), "{s}");
+    assert!(
+        s.contains("holds objects up to 128MiB = size/8, below cache.max_object 512MiB"),
+        "{s}"
+    );
 }

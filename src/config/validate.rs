@@ -3,14 +3,11 @@
 //! its dotted path. The only producer of `types::Config`; binds nothing.
 //! Origins and routes are in `routing.rs`, certificate checks in `certs.rs`.
 
-use super::raw::{
-    self, RawAdmin, RawCache, RawCluster, RawCompression, RawLog, RawServer, RawTls,
-};
+use super::raw::{self, RawAdmin, RawCache, RawCluster, RawCompression, RawLog, RawServer, RawTls};
 use super::reader::{Errors, Item, MISSING};
 use super::types::{
     AccessLog, AdminConfig, CacheConfig, CertConfig, ClusterConfig, CompressionConfig, Config,
-    DiskConfig,
-    LogConfig, ServerConfig, TlsConfig,
+    DiskConfig, LogConfig, ServerConfig, TlsConfig,
 };
 use super::{certs, routing, units};
 use std::fmt;
@@ -417,7 +414,8 @@ fn cluster(raw: RawCluster, server: &RawServer, errs: &Errors) -> ClusterConfig 
         n => n.to_string(),
     };
     errs.require(
-        node.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+        node.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
         &raw.at.field("node"),
         format!("expected letters, digits, '-', '_' or '.', got {node:?}"),
     );
@@ -463,7 +461,10 @@ fn cluster(raw: RawCluster, server: &RawServer, errs: &Errors) -> ClusterConfig 
     let peers: Vec<SocketAddr> = raw.peers.iter().map(|p| p.value).collect();
     for (i, p) in raw.peers.iter().enumerate() {
         if let Some(first) = raw.peers[..i].iter().find(|q| q.value == p.value) {
-            errs.add(&p.at, format!("duplicate peer {} (also {})", p.value, first.at));
+            errs.add(
+                &p.at,
+                format!("duplicate peer {} (also {})", p.value, first.at),
+            );
         }
     }
     let self_addr = match &raw.self_addr {

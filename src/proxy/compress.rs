@@ -46,7 +46,9 @@ fn parse_accept_encoding(ae: &str) -> Vec<(String, f32)> {
             let q = parts
                 .filter_map(|p| {
                     let (k, v) = p.split_once('=')?;
-                    k.trim().eq_ignore_ascii_case("q").then(|| v.trim().parse::<f32>().ok())?
+                    k.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| v.trim().parse::<f32>().ok())?
                 })
                 .next()
                 .unwrap_or(1.0)
@@ -84,7 +86,11 @@ fn reorder_accept_encoding(req: &mut RequestHeader, cfg: &CompressionConfig) {
     let value = if ranked.is_empty() {
         "identity".to_string()
     } else {
-        ranked.iter().map(|(_, t, _)| *t).collect::<Vec<_>>().join(", ")
+        ranked
+            .iter()
+            .map(|(_, t, _)| *t)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let _ = req.insert_header(http::header::ACCEPT_ENCODING, value);
 }

@@ -154,7 +154,10 @@ pub fn real_client(xff: Option<&str>, peer: IpAddr, nets: &[IpNet]) -> IpAddr {
         return peer;
     };
     let mut first = None;
-    for ip in xff.rsplit(',').filter_map(|s| s.trim().parse::<IpAddr>().ok()) {
+    for ip in xff
+        .rsplit(',')
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+    {
         if !trusted(ip, nets) {
             return ip;
         }

@@ -59,7 +59,9 @@ pub enum Verdict {
     /// Outside `allow` or inside `deny`: 403.
     Acl,
     /// Over the rate limit: 429 with `Retry-After` (whole seconds, at least 1).
-    Limited { retry_after_s: u64 },
+    Limited {
+        retry_after_s: u64,
+    },
 }
 
 /// Judges `ip` on `route` (deny wins over allow; the rate limit is only charged for
@@ -114,12 +116,19 @@ mod tests {
         assert_eq!(judge(&r, None, ip("10.9.2.3")), Verdict::Acl);
         assert_eq!(judge(&r, None, ip("192.0.2.1")), Verdict::Acl);
         assert_eq!(judge(&r, None, ip("::ffff:10.1.2.3")), Verdict::Pass);
-        assert_eq!(judge(&route(&[], &[]), None, ip("192.0.2.1")), Verdict::Pass);
+        assert_eq!(
+            judge(&route(&[], &[]), None, ip("192.0.2.1")),
+            Verdict::Pass
+        );
     }
 
     #[test]
     fn bucket_holds_requests_plus_burst_per_address() {
-        let cfg = RateLimitConfig { requests: 2, per: Duration::from_secs(60), burst: 1 };
+        let cfg = RateLimitConfig {
+            requests: 2,
+            per: Duration::from_secs(60),
+            burst: 1,
+        };
         let l = RouteLimiter::new(&cfg).unwrap();
         let r = route(&[], &[]);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
@@ -131,6 +140,10 @@ mod tests {
             v => panic!("{v:?}"),
         }
         let b: IpAddr = "192.0.2.2".parse().unwrap();
-        assert_eq!(judge(&r, Some(&l), b), Verdict::Pass, "buckets are per address");
+        assert_eq!(
+            judge(&r, Some(&l), b),
+            Verdict::Pass,
+            "buckets are per address"
+        );
     }
 }

@@ -74,7 +74,15 @@ pub async fn admit(
         Ok(std::borrow::Cow::Borrowed(_)) => {}
         Ok(std::borrow::Cow::Owned(path)) => {
             if !set_path(session, &path) {
-                respond(session, ctx, 400, "bypass", "bad-request", "invalid request-target").await?;
+                respond(
+                    session,
+                    ctx,
+                    400,
+                    "bypass",
+                    "bad-request",
+                    "invalid request-target",
+                )
+                .await?;
                 return Ok(true);
             }
         }
@@ -115,8 +123,15 @@ pub async fn admit(
                     shared.metrics.refused_rate_limit.inc();
                     let retry = retry_after_s.to_string();
                     let text = "rate limit exceeded";
-                    respond_with(session, ctx, 429, ("retry-after", &retry), "rate-limit", text)
-                        .await?;
+                    respond_with(
+                        session,
+                        ctx,
+                        429,
+                        ("retry-after", &retry),
+                        "rate-limit",
+                        text,
+                    )
+                    .await?;
                     return Ok(true);
                 }
             }

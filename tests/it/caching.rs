@@ -166,11 +166,19 @@ async fn cache_cdn_cache_control_wins_and_is_forwarded_unless_configured_off() {
     // RFC 9213 §3: forwarded downstream by default, for CDNs further down.
     let outpost = Outpost::builder().site("site.test", &origin).start().await;
     let first = outpost.get("site.test", "/cdn").await;
-    assert_eq!(first.header("cdn-cache-control").as_deref(), Some("max-age=60"), "{first:?}");
+    assert_eq!(
+        first.header("cdn-cache-control").as_deref(),
+        Some("max-age=60"),
+        "{first:?}"
+    );
     assert_eq!(first.header("cache-control").as_deref(), Some("no-store"));
     let second = outpost.get("site.test", "/cdn").await;
     assert!(second.is_hit(), "{second:?}");
-    assert_eq!(second.header("cdn-cache-control").as_deref(), Some("max-age=60"), "{second:?}");
+    assert_eq!(
+        second.header("cdn-cache-control").as_deref(),
+        Some("max-age=60"),
+        "{second:?}"
+    );
     assert_eq!(origin.hits("/cdn"), 1);
 
     // forward_cdn_cache_control = false strips it, on misses and hits alike.
@@ -182,7 +190,10 @@ async fn cache_cdn_cache_control_wins_and_is_forwarded_unless_configured_off() {
     let miss = stripping.get("site.test", "/cdn").await;
     assert!(miss.header("cdn-cache-control").is_none(), "{miss:?}");
     let hit = stripping.get("site.test", "/cdn").await;
-    assert!(hit.is_hit(), "CDN-Cache-Control still governs storage: {hit:?}");
+    assert!(
+        hit.is_hit(),
+        "CDN-Cache-Control still governs storage: {hit:?}"
+    );
     assert!(hit.header("cdn-cache-control").is_none(), "{hit:?}");
 }
 

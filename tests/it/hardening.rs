@@ -3,7 +3,9 @@
 //! `Cache-Status` and never forwarded; origin responses that cannot be trusted not stored;
 //! per-route ACLs and rate limits; admin auth and body limits.
 
-use crate::support::{assert_proxy_error, ms, raw_header, raw_status, Origin, OriginSpec, Outpost, Reply, TOKEN};
+use crate::support::{
+    assert_proxy_error, ms, raw_header, raw_status, Origin, OriginSpec, Outpost, Reply, TOKEN,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -15,7 +17,10 @@ fn get(path: &str, host: &str) -> Vec<u8> {
 async fn dot_segments_and_slashes_route_key_and_forward_as_one_path() {
     // A pass-through /api/ and a cached /: the private answer must never be stored.
     let origin = Origin::new()
-        .route("/api/user", Reply::ok("private").header("cache-control", "max-age=600"))
+        .route(
+            "/api/user",
+            Reply::ok("private").header("cache-control", "max-age=600"),
+        )
         .start()
         .await;
     let outpost = Outpost::builder()
@@ -39,16 +44,34 @@ async fn dot_segments_and_slashes_route_key_and_forward_as_one_path() {
         let answer = outpost.raw(&get(path, "site.test")).await;
         assert_eq!(raw_status(&answer), 200, "{path}: {answer:.300}");
         let cs = raw_header(&answer, "cache-status").unwrap_or_default();
-        assert!(cs.contains("fwd=bypass"), "{path} was not routed to /api/: {cs}");
-        assert_eq!(origin.hits("/api/user"), i + 1, "{path} was not forwarded as /api/user");
+        assert!(
+            cs.contains("fwd=bypass"),
+            "{path} was not routed to /api/: {cs}"
+        );
+        assert_eq!(
+            origin.hits("/api/user"),
+            i + 1,
+            "{path} was not forwarded as /api/user"
+        );
     }
     // Encoded separators next to dot segments have no single meaning: refused, not forwarded.
-    for path in ["/static%2f..%2fapi/user", "/static/..%2Fapi/user", "/static%5c..%5capi/user"] {
+    for path in [
+        "/static%2f..%2fapi/user",
+        "/static/..%2Fapi/user",
+        "/static%5c..%5capi/user",
+    ] {
         let answer = outpost.raw(&get(path, "site.test")).await;
         assert_eq!(raw_status(&answer), 400, "{path}: {answer:.300}");
-        assert!(raw_header(&answer, "cache-status").is_some_and(|c| c.contains("fwd=")), "{answer:.300}");
+        assert!(
+            raw_header(&answer, "cache-status").is_some_and(|c| c.contains("fwd=")),
+            "{answer:.300}"
+        );
     }
-    assert_eq!(origin.hits_total(), variants.len(), "a refused request reached the origin");
+    assert_eq!(
+        origin.hits_total(),
+        variants.len(),
+        "a refused request reached the origin"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,15 +88,25 @@ async fn a_trailing_dot_host_routes_keys_and_purges_as_the_host() {
         .await;
     a.set_route("/t", Reply::ok("v1").header("cache-control", "max-age=600"));
     let first = outpost.get("example.test.", "/t").await;
-    assert_eq!((first.status, first.text().as_str()), (200, "v1"), "{first:?}");
+    assert_eq!(
+        (first.status, first.text().as_str()),
+        (200, "v1"),
+        "{first:?}"
+    );
     for host in ["example.test", "EXAMPLE.test.", "example.test.:80"] {
         let r = outpost.get(host, "/t").await;
         assert!(r.is_hit(), "{host} has a cache entry of its own: {r:?}");
     }
     a.set_route("/t", Reply::ok("v2").header("cache-control", "max-age=600"));
-    outpost.purge(r#"{"urls": ["http://example.test/t"]}"#).await;
+    outpost
+        .purge(r#"{"urls": ["http://example.test/t"]}"#)
+        .await;
     let after = outpost.get("example.test.", "/t").await;
-    assert_eq!(after.text(), "v2", "the dotted spelling kept the purged body: {after:?}");
+    assert_eq!(
+        after.text(),
+        "v2",
+        "the dotted spelling kept the purged body: {after:?}"
+    );
     assert_eq!(other.hits_total(), 0);
 }
 
@@ -112,18 +145,29 @@ async fn malformed_and_oversized_requests_get_4xx_with_cache_status_and_never_re
         let answer = outpost.raw(&bytes).await;
         assert_eq!(raw_status(&answer), want, "{what}: {answer:.300}");
         let cs = raw_header(&answer, "cache-status").unwrap_or_default();
-        assert!(cs.starts_with("outpost") && cs.contains("fwd="), "{what}: {answer:.300}");
+        assert!(
+            cs.starts_with("outpost") && cs.contains("fwd="),
+            "{what}: {answer:.300}"
+        );
     }
     // Just inside the limits still works.
-    let r = outpost.get("site.test", &format!("/{}", "b".repeat(900))).await;
+    let r = outpost
+        .get("site.test", &format!("/{}", "b".repeat(900)))
+        .await;
     assert_eq!(r.status, 200, "{r:?}");
-    assert_eq!(origin.hits_total(), 1, "a refused request reached the origin");
+    assert_eq!(
+        origin.hits_total(),
+        1,
+        "a refused request reached the origin"
+    );
 }
 
 /// An origin that answers every request with `answer` (raw bytes), counting requests.
 async fn raw_origin(answer: &'static [u8]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = l.local_addr().expect("addr");
     let count = Arc::new(AtomicUsize::new(0));
     let c = count.clone();
@@ -175,8 +219,16 @@ async fn untrustworthy_origin_responses_are_never_stored() {
     // 200 KB of response header: refused (502), not passed on or stored.
     let big = "v".repeat(200 * 1024);
     let origin = Origin::new()
-        .route("/big", Reply::ok("body").header("cache-control", "max-age=600").header("x-big", big))
-        .route("/fine", Reply::ok("fine").header("x-some", "v".repeat(8 * 1024)))
+        .route(
+            "/big",
+            Reply::ok("body")
+                .header("cache-control", "max-age=600")
+                .header("x-big", big),
+        )
+        .route(
+            "/fine",
+            Reply::ok("fine").header("x-some", "v".repeat(8 * 1024)),
+        )
         .start()
         .await;
     let outpost = Outpost::builder().site("*", &origin).start().await;
@@ -205,11 +257,25 @@ async fn route_acls_refuse_with_403_on_the_resolved_client_address() {
     assert_proxy_error(&r, 403);
     // X-Forwarded-For from an untrusted peer does not change who the client is.
     let r = outpost
-        .request("GET", "site.test", "/office/a", &[("x-forwarded-for", "10.1.2.3")])
+        .request(
+            "GET",
+            "site.test",
+            "/office/a",
+            &[("x-forwarded-for", "10.1.2.3")],
+        )
         .await;
     assert_proxy_error(&r, 403);
-    assert_eq!(origin.hits_total(), 0, "a refused request reached the origin");
-    assert_eq!(outpost.metric("outpost_refused_total", &[("reason", "acl")]).await, 3.0);
+    assert_eq!(
+        origin.hits_total(),
+        0,
+        "a refused request reached the origin"
+    );
+    assert_eq!(
+        outpost
+            .metric("outpost_refused_total", &[("reason", "acl")])
+            .await,
+        3.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,20 +289,39 @@ async fn route_rate_limit_answers_429_with_retry_after_per_client() {
         .await;
     let client = [("x-forwarded-for", "203.0.113.7")];
     for i in 0..4 {
-        let r = outpost.request("GET", "site.test", &format!("/r{i}"), &client).await;
+        let r = outpost
+            .request("GET", "site.test", &format!("/r{i}"), &client)
+            .await;
         assert_eq!(r.status, 200, "request {i} within requests + burst: {r:?}");
     }
     let r = outpost.request("GET", "site.test", "/r4", &client).await;
     assert_proxy_error(&r, 429);
-    let retry: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     assert!((1..=60).contains(&retry), "Retry-After {retry}: {r:?}");
     // Another client address has its own budget.
     let other = outpost
-        .request("GET", "site.test", "/r5", &[("x-forwarded-for", "203.0.113.8")])
+        .request(
+            "GET",
+            "site.test",
+            "/r5",
+            &[("x-forwarded-for", "203.0.113.8")],
+        )
         .await;
     assert_eq!(other.status, 200, "{other:?}");
-    assert_eq!(origin.hits("/r4"), 0, "a refused request reached the origin");
-    assert_eq!(outpost.metric("outpost_refused_total", &[("reason", "rate_limit")]).await, 1.0);
+    assert_eq!(
+        origin.hits("/r4"),
+        0,
+        "a refused request reached the origin"
+    );
+    assert_eq!(
+        outpost
+            .metric("outpost_refused_total", &[("reason", "rate_limit")])
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,13 +331,21 @@ async fn admin_bearer_scheme_is_case_insensitive_and_big_purge_bodies_are_413() 
     let body = r#"{"all": true}"#;
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         let r = outpost
-            .admin_post_raw("/purge", body, &[("authorization", &format!("{scheme} {TOKEN}"))])
+            .admin_post_raw(
+                "/purge",
+                body,
+                &[("authorization", &format!("{scheme} {TOKEN}"))],
+            )
             .await;
         assert_eq!(r.status, 200, "{scheme}: {r:?}");
     }
     let big = format!("{{\"urls\": [\"{}\"]}}", "x".repeat(2 << 20));
     let r = outpost
-        .admin_post_raw("/purge", &big, &[("authorization", &format!("Bearer {TOKEN}"))])
+        .admin_post_raw(
+            "/purge",
+            &big,
+            &[("authorization", &format!("Bearer {TOKEN}"))],
+        )
         .await;
     assert_eq!(r.status, 413, "{r:?}");
     tokio::time::sleep(ms(10)).await;
@@ -262,7 +355,10 @@ async fn admin_bearer_scheme_is_case_insensitive_and_big_purge_bodies_are_413() 
 async fn compression_honours_q_values_and_no_transform() {
     let text = "compressible text ".repeat(500);
     let origin = Origin::new()
-        .route("/t", Reply::ok(text.clone()).header("content-type", "text/plain"))
+        .route(
+            "/t",
+            Reply::ok(text.clone()).header("content-type", "text/plain"),
+        )
         .route(
             "/nt",
             Reply::ok(text.clone())
@@ -279,12 +375,164 @@ async fn compression_honours_q_values_and_no_transform() {
         ("gzip;q=0, br;q=0", None),
         ("gzip, br", Some("br")),
     ] {
-        let r = outpost.request("GET", "site.test", "/t", &[("accept-encoding", ae)]).await;
+        let r = outpost
+            .request("GET", "site.test", "/t", &[("accept-encoding", ae)])
+            .await;
         assert_eq!(r.header("content-encoding").as_deref(), want, "{ae}: {r:?}");
     }
     for _ in 0..2 {
-        let r = outpost.request("GET", "site.test", "/nt", &[("accept-encoding", "gzip, br")]).await;
-        assert_eq!(r.header("content-encoding"), None, "no-transform was compressed: {r:?}");
+        let r = outpost
+            .request(
+                "GET",
+                "site.test",
+                "/nt",
+                &[("accept-encoding", "gzip, br")],
+            )
+            .await;
+        assert_eq!(
+            r.header("content-encoding"),
+            None,
+            "no-transform was compressed: {r:?}"
+        );
         assert_eq!(r.body.len(), text.len());
     }
+}
+
+/// Whether the server closed `stream` within `within` (EOF or reset), reading and discarding
+/// whatever it sent first.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickled_request_head_is_cut_at_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::new().start().await;
+    let outpost = Outpost::builder()
+        .set("server", "header_timeout", "\"1s\"")
+        .site("*", &origin)
+        .start()
+        .await;
+    let mut s = tokio::net::TcpStream::connect(outpost.proxy_addr())
+        .await
+        .expect("connect");
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: site.test\r\n")
+        .await
+        .expect("write");
+    // One header byte every 200 ms: each read is quick, the head never completes.
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    for _ in 0..40 {
+        if s.write_all(b"X").await.is_err() {
+            cut = true;
+            break;
+        }
+        if closed_within(&mut s, ms(200)).await {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a head trickled for 8 s was not cut");
+    assert!(
+        started.elapsed() >= ms(900),
+        "cut before header_timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(origin.hits_total(), 0);
+    // A normal request right after is fine.
+    assert_eq!(outpost.get("site.test", "/ok").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keep_alive_connections_are_closed_at_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::new().start().await;
+    let outpost = Outpost::builder()
+        .set("server", "idle_timeout", "\"1s\"")
+        .site("*", &origin)
+        .start()
+        .await;
+    let mut s = tokio::net::TcpStream::connect(outpost.proxy_addr())
+        .await
+        .expect("connect");
+    s.write_all(b"GET /a HTTP/1.1\r\nHost: site.test\r\n\r\n")
+        .await
+        .expect("write");
+    // The answer arrives and the connection stays open a moment (keep-alive)...
+    assert!(
+        !closed_within(&mut s, ms(300)).await,
+        "closed right after the response"
+    );
+    // ...and is closed once idle for about idle_timeout.
+    assert!(
+        closed_within(&mut s, ms(4000)).await,
+        "idle keep-alive connection still open"
+    );
+    assert_eq!(origin.hits("/a"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_caps_close_new_connections_at_accept() {
+    let origin = Origin::new().start().await;
+    let outpost = Outpost::builder()
+        .set("server", "max_connections", "3")
+        .set("server", "max_connections_per_ip", "2")
+        .site("*", &origin)
+        .start()
+        .await;
+    let connect_from = |ip: &'static str| {
+        let addr = outpost.proxy_addr();
+        async move {
+            let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+            sock.bind(format!("{ip}:0").parse().expect("addr"))
+                .expect("bind");
+            sock.connect(addr).await.expect("connect")
+        }
+    };
+    tokio::time::sleep(ms(300)).await; // the start-up probes are gone
+    let mut a1 = connect_from("127.0.0.1").await;
+    let a2 = connect_from("127.0.0.1").await;
+    tokio::time::sleep(ms(100)).await;
+    let mut a3 = connect_from("127.0.0.1").await;
+    assert!(
+        closed_within(&mut a3, ms(2000)).await,
+        "third connection from one address kept"
+    );
+    let mut b1 = connect_from("127.0.0.2").await;
+    tokio::time::sleep(ms(100)).await;
+    let mut b2 = connect_from("127.0.0.2").await;
+    assert!(
+        closed_within(&mut b2, ms(2000)).await,
+        "connection over max_connections kept"
+    );
+    assert!(!closed_within(&mut a1, ms(100)).await && !closed_within(&mut b1, ms(100)).await);
+    assert_eq!(
+        outpost
+            .metric("outpost_connections", &[("listener", "proxy")])
+            .await,
+        3.0
+    );
+    assert_eq!(
+        outpost
+            .metric("outpost_refused_total", &[("reason", "conn_limit")])
+            .await,
+        2.0
+    );
+    drop(a2);
+    tokio::time::sleep(ms(200)).await;
+    let mut a4 = connect_from("127.0.0.1").await;
+    assert!(
+        !closed_within(&mut a4, ms(300)).await,
+        "a freed slot was not reused"
+    );
+    drop((a1, a4, b1));
 }

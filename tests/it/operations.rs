@@ -60,7 +60,11 @@ async fn sighup_reloads_the_config_refuses_a_bad_one_and_never_exits() {
     outpost.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while !outpost.output().contains("route[0].origin") {
-        assert!(Instant::now() < deadline, "reload errors not logged:\n{}", outpost.output());
+        assert!(
+            Instant::now() < deadline,
+            "reload errors not logged:\n{}",
+            outpost.output()
+        );
         tokio::time::sleep(ms(50)).await;
     }
     assert!(outpost.running(), "a refused reload stopped the process");
@@ -84,16 +88,27 @@ fn free_port() -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_hands_over_sockets_and_disk_without_a_failed_request() {
     let origin = Origin::new()
-        .route("/cached", Reply::ok("cached body").header("cache-control", "max-age=600"))
+        .route(
+            "/cached",
+            Reply::ok("cached body").header("cache-control", "max-age=600"),
+        )
         .route("/slow", Reply::ok("slow done").delay(ms(800)))
         .start()
         .await;
     let dir = tempfile::tempdir().expect("temp dir");
     let sock = dir.path().join("upgrade.sock");
     let mut outpost = Outpost::builder()
-        .set("server", "listen", &format!("[\"127.0.0.1:{}\"]", free_port()))
+        .set(
+            "server",
+            "listen",
+            &format!("[\"127.0.0.1:{}\"]", free_port()),
+        )
         .set("admin", "listen", &format!("\"127.0.0.1:{}\"", free_port()))
-        .set("server", "upgrade_sock", &format!("{:?}", sock.display().to_string()))
+        .set(
+            "server",
+            "upgrade_sock",
+            &format!("{:?}", sock.display().to_string()),
+        )
         .disk("64MiB")
         .site("*", &origin)
         .start()
@@ -134,7 +149,10 @@ async fn upgrade_hands_over_sockets_and_disk_without_a_failed_request() {
     let slow = tokio::spawn({
         let url = format!("http://{proxy}/slow");
         async move {
-            let client = reqwest::Client::builder().no_proxy().build().expect("client");
+            let client = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client");
             match client.get(url).header("host", "site.test").send().await {
                 Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
                 Err(e) => (0, e.to_string()),
@@ -144,7 +162,11 @@ async fn upgrade_hands_over_sockets_and_disk_without_a_failed_request() {
     tokio::time::sleep(ms(300)).await;
     let (mut old, old_output) = outpost.upgrade().await;
     let (status, body) = slow.await.expect("join");
-    assert_eq!((status, body.as_str()), (200, "slow done"), "in-flight request cut off");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "slow done"),
+        "in-flight request cut off"
+    );
 
     // The old process exits 0 once it handed over and drained.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -152,7 +174,11 @@ async fn upgrade_hands_over_sockets_and_disk_without_a_failed_request() {
         if let Ok(Some(s)) = old.try_wait() {
             break s;
         }
-        assert!(Instant::now() < deadline, "old process still running:\n{}", old_output.text());
+        assert!(
+            Instant::now() < deadline,
+            "old process still running:\n{}",
+            old_output.text()
+        );
         tokio::time::sleep(ms(50)).await;
     };
     assert_eq!(exit.code(), Some(0), "{exit}\n{}", old_output.text());
@@ -163,24 +189,45 @@ async fn upgrade_hands_over_sockets_and_disk_without_a_failed_request() {
     }
     let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
     assert!(ok > 20, "too little load to mean anything: {ok}");
-    assert_eq!(failed, 0, "{failed} of {} requests failed during the upgrade\n--- old ---\n{}\n--- new ---\n{}", ok + failed, old_output.text(), outpost.output());
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} requests failed during the upgrade\n--- old ---\n{}\n--- new ---\n{}",
+        ok + failed,
+        old_output.text(),
+        outpost.output()
+    );
 
     // Same address, the new process, and the object cached before is still a hit (disk).
     assert_eq!(outpost.proxy_addr(), proxy);
     let after = outpost.get("site.test", "/cached").await;
-    assert!(after.is_hit(), "cached object lost in the upgrade: {after:?}");
+    assert!(
+        after.is_hit(),
+        "cached object lost in the upgrade: {after:?}"
+    );
     assert_eq!(after.text(), "cached body");
-    assert_eq!(origin.hits("/cached"), 1, "the new process went to the origin");
+    assert_eq!(
+        origin.hits("/cached"),
+        1,
+        "the new process went to the origin"
+    );
 }
 
 /// Stops the process (SIGTERM, exit 0), damages the cache directory with `damage`, and starts
 /// again: it must serve, with the object either a miss (fetched again) or an intact hit.
 async fn survives(damage: impl Fn(&Path), what: &str) {
     let origin = Origin::new()
-        .route("/o", Reply::ok("object body").header("cache-control", "max-age=600"))
+        .route(
+            "/o",
+            Reply::ok("object body").header("cache-control", "max-age=600"),
+        )
         .start()
         .await;
-    let mut outpost = Outpost::builder().disk("64MiB").site("*", &origin).start().await;
+    let mut outpost = Outpost::builder()
+        .disk("64MiB")
+        .site("*", &origin)
+        .start()
+        .await;
     assert_eq!(outpost.get("site.test", "/o").await.status, 200);
     tokio::time::sleep(ms(300)).await;
     outpost.terminate();
@@ -189,7 +236,11 @@ async fn survives(damage: impl Fn(&Path), what: &str) {
     damage(&outpost.dir().join("disk-cache"));
     outpost.restart(false).await; // panics when it does not start
     let r = outpost.get("site.test", "/o").await;
-    assert_eq!((r.status, r.text().as_str()), (200, "object body"), "{what}: {r:?}");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "object body"),
+        "{what}: {r:?}"
+    );
     let again = outpost.get("site.test", "/o").await;
     assert!(again.is_hit(), "{what}: not cached again: {again:?}");
 }
@@ -205,14 +256,44 @@ fn replace_with_dir(path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_cache_directory_starts() {
-    let garbage: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    survives(|d| write(&d.join("outpost-boot"), &garbage), "binary boot counter").await;
-    survives(|d| write(&d.join("outpost-boot"), b"-7\n"), "negative boot counter").await;
-    survives(|d| replace_with_dir(&d.join("outpost-boot")), "boot counter is a directory").await;
-    survives(|d| write(&d.join("outpost-purges.log"), &garbage), "binary purge log").await;
-    survives(|d| replace_with_dir(&d.join("outpost-purges.log")), "purge log is a directory").await;
-    survives(|d| write(&d.join("outpost-disk-counts"), &garbage), "binary counts").await;
-    survives(|d| replace_with_dir(&d.join("outpost-disk-counts")), "counts is a directory").await;
+    let garbage: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    survives(
+        |d| write(&d.join("outpost-boot"), &garbage),
+        "binary boot counter",
+    )
+    .await;
+    survives(
+        |d| write(&d.join("outpost-boot"), b"-7\n"),
+        "negative boot counter",
+    )
+    .await;
+    survives(
+        |d| replace_with_dir(&d.join("outpost-boot")),
+        "boot counter is a directory",
+    )
+    .await;
+    survives(
+        |d| write(&d.join("outpost-purges.log"), &garbage),
+        "binary purge log",
+    )
+    .await;
+    survives(
+        |d| replace_with_dir(&d.join("outpost-purges.log")),
+        "purge log is a directory",
+    )
+    .await;
+    survives(
+        |d| write(&d.join("outpost-disk-counts"), &garbage),
+        "binary counts",
+    )
+    .await;
+    survives(
+        |d| replace_with_dir(&d.join("outpost-disk-counts")),
+        "counts is a directory",
+    )
+    .await;
     survives(
         |d| replace_with_dir(&d.join("foyer-storage-direct-fs-00000000")),
         "a foyer file is a directory",
@@ -222,7 +303,10 @@ async fn any_cache_directory_starts() {
         |d| {
             for e in std::fs::read_dir(d).expect("read dir").flatten() {
                 if e.file_name().to_string_lossy().starts_with("foyer-") {
-                    let f = std::fs::OpenOptions::new().write(true).open(e.path()).expect("open");
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(e.path())
+                        .expect("open");
                     f.set_len(100).expect("truncate");
                 }
             }
@@ -230,7 +314,11 @@ async fn any_cache_directory_starts() {
         "every foyer file truncated",
     )
     .await;
-    survives(|d| write(&d.join("README.not-outpost"), b"someone else's file"), "a foreign file").await;
+    survives(
+        |d| write(&d.join("README.not-outpost"), b"someone else's file"),
+        "a foreign file",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -256,9 +344,16 @@ async fn a_purge_before_a_damaged_boot_counter_still_holds() {
     tokio::time::sleep(ms(300)).await;
     outpost.terminate();
     assert!(outpost.wait_exit(Duration::from_secs(10)).await.is_some());
-    write(&outpost.dir().join("disk-cache").join("outpost-boot"), b"not a number");
+    write(
+        &outpost.dir().join("disk-cache").join("outpost-boot"),
+        b"not a number",
+    );
     outpost.restart(false).await;
     let r = outpost.get("site.test", "/p").await;
     assert_ne!(r.text(), "v1", "a purged body came back: {r:?}");
-    assert!(outpost.output().contains("set aside"), "{}", outpost.output());
+    assert!(
+        outpost.output().contains("set aside"),
+        "{}",
+        outpost.output()
+    );
 }

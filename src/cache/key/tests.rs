@@ -238,10 +238,18 @@ fn paths_normalise_to_one_spelling() {
     ] {
         assert_eq!(n(raw).as_deref(), Ok(want), "{raw}");
     }
-    for bad in ["/static%2f..%2fapi/user", "/static/..%2Fapi", "/a\\..\\api", "/x%5c..%5capi"] {
+    for bad in [
+        "/static%2f..%2fapi/user",
+        "/static/..%2Fapi",
+        "/a\\..\\api",
+        "/x%5c..%5capi",
+    ] {
         assert_eq!(n(bad), Err(AmbiguousPath), "{bad}");
     }
-    assert!(matches!(normalize_path("/plain/path.css"), Ok(Cow::Borrowed(_))));
+    assert!(matches!(
+        normalize_path("/plain/path.css"),
+        Ok(Cow::Borrowed(_))
+    ));
 }
 
 #[test]
@@ -251,6 +259,9 @@ fn trailing_dot_hosts_share_the_key() {
         primary_key("http", "example.test.", "/a", &f),
         primary_key("http", "example.test", "/a", &f)
     );
-    assert_eq!(primary_key("http", "example.test.:8080", "/a", &f), "http://example.test:8080/a");
+    assert_eq!(
+        primary_key("http", "example.test.:8080", "/a", &f),
+        "http://example.test:8080/a"
+    );
     assert_eq!(primary_key("http", "h", "/x/../a//b", &f), "http://h/a/b");
 }

@@ -97,7 +97,9 @@ impl PurgeLog {
             (_, Err(why)) => Some(format!("{}: {why}", boot_path.display())),
         };
         if let Some(why) = &reset {
-            tracing::warn!("purge log cannot be trusted ({why}): set aside; the disk tier starts empty");
+            tracing::warn!(
+                "purge log cannot be trusted ({why}): set aside; the disk tier starts empty"
+            );
             set_aside(&path);
             set_aside(&boot_path);
         } else if let Ok(lines) = &lines {
@@ -223,7 +225,11 @@ pub(crate) fn set_aside(path: &Path) {
     let mut aside = path.as_os_str().to_owned();
     aside.push(format!(".discarded-{stamp}"));
     match std::fs::rename(path, &aside) {
-        Ok(()) => tracing::warn!(from = %path.display(), to = %Path::new(&aside).display(), "set aside a damaged cache file"),
-        Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot set aside a damaged cache file"),
+        Ok(()) => {
+            tracing::warn!(from = %path.display(), to = %Path::new(&aside).display(), "set aside a damaged cache file")
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot set aside a damaged cache file")
+        }
     }
 }

@@ -576,7 +576,8 @@ pub(crate) fn prepare_dir(path: &Path) -> Result<bool, StorageError> {
     std::fs::write(&probe, b"ok")
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|e| unusable(path, format!("not writable: {e}")))?;
-    let entries = std::fs::read_dir(path).map_err(|e| unusable(path, format!("not readable: {e}")))?;
+    let entries =
+        std::fs::read_dir(path).map_err(|e| unusable(path, format!("not readable: {e}")))?;
     let mut purge_state_lost = false;
     for entry in entries.flatten() {
         let name = entry.file_name();
@@ -584,7 +585,8 @@ pub(crate) fn prepare_dir(path: &Path) -> Result<bool, StorageError> {
         let ours = name.starts_with(FOYER_FILES) || name.starts_with("outpost-");
         if ours && !name.contains(".discarded-") && !entry.file_type().is_ok_and(|t| t.is_file()) {
             crate::cache::purge::log::set_aside(&entry.path());
-            purge_state_lost |= name.starts_with("outpost-purges") || name.starts_with("outpost-boot");
+            purge_state_lost |=
+                name.starts_with("outpost-purges") || name.starts_with("outpost-boot");
         }
     }
     Ok(purge_state_lost)
@@ -605,4 +607,3 @@ fn discard_objects(path: &Path) {
     }
     tracing::warn!(path = %path.display(), files = removed, "disk cache discarded: its objects are misses");
 }
-

@@ -594,7 +594,12 @@ impl Outpost {
     }
 
     /// POST to the admin API with the given extra headers (no token added).
-    pub(crate) async fn admin_post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> Resp {
+    pub(crate) async fn admin_post_raw(
+        &self,
+        path: &str,
+        body: &str,
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let url = format!("http://{}{path}", self.admin_addr());
         let mut req = self
             .client
