@@ -115,7 +115,7 @@ impl Resume for OriginResume {
             .pool
             .select(key, &[])
             .ok_or_else(|| refused("no healthy server to resume from"))?;
-        let peer = peer_for(&self.pool.cfg, &server);
+        let peer = peer_for(&self.pool, &server);
         let mut req = self.req.clone();
         req.insert_header("range", format!("bytes={start}-{}", end - 1))?;
         let (mut http, _reused) = connector().get_http_session(&peer).await?;

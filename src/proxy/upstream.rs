@@ -3,8 +3,7 @@
 
 use super::ctx::RequestCtx;
 use super::headers;
-use crate::config::OriginConfig;
-use crate::upstream::pool::Server;
+use crate::upstream::pool::{Pool, Server};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -41,7 +40,7 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
             return Err(Error::explain(ErrorType::HTTPStatus(503), "no healthy server").into_up())
         }
     };
-    let peer = peer_for(&pool.cfg, &server);
+    let peer = peer_for(&pool, &server);
     ctx.active = Some(server.begin());
     ctx.server = Some(server);
     ctx.upstream_started = Some(Instant::now());
@@ -55,7 +54,8 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
 const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 
 /// The peer for `server` of the origin `cfg` (TLS, SNI, timeouts).
-pub fn peer_for(cfg: &OriginConfig, server: &Server) -> HttpPeer {
+pub fn peer_for(pool: &Pool, server: &Server) -> HttpPeer {
+    let cfg = &pool.cfg;
     let sni = if cfg.sni.is_empty() {
         server.addr.ip().to_string()
     } else {
@@ -68,6 +68,11 @@ pub fn peer_for(cfg: &OriginConfig, server: &Server) -> HttpPeer {
     o.read_timeout = Some(cfg.read_timeout);
     o.write_timeout = Some(cfg.read_timeout);
     o.idle_timeout = Some(UPSTREAM_IDLE);
+    if cfg.tls {
+        o.verify_cert = cfg.verify;
+        o.verify_hostname = cfg.verify;
+        o.ca = pool.ca.clone();
+    }
     peer
 }
 

@@ -108,6 +108,8 @@ impl std::fmt::Debug for Selector {
 #[derive(Debug)]
 pub struct Pool {
     pub cfg: OriginConfig,
+    /// `origin.ca`, loaded once: the CAs that verify this origin's certificate.
+    pub ca: Option<Arc<pingora::protocols::tls::CaType>>,
     pub servers: Vec<Arc<Server>>,
     selector: Selector,
     epoch: Instant,
@@ -118,6 +120,10 @@ pub struct Pool {
 impl Pool {
     /// Builds the pool; every server starts healthy.
     pub fn new(cfg: OriginConfig, metrics: &Metrics) -> Self {
+        if cfg.tls && !cfg.verify {
+            tracing::warn!(origin = %cfg.name, "origin.verify = false: the origin's TLS certificate is not verified");
+        }
+        let ca = cfg.ca.as_deref().and_then(|path| load_ca(&cfg.name, path));
         let servers: Vec<Arc<Server>> = cfg
             .servers
             .iter()
@@ -167,6 +173,7 @@ impl Pool {
         };
         let duration = metrics.origin_duration(&cfg.name);
         Self {
+            ca,
             cfg,
             servers,
             selector,
@@ -293,4 +300,33 @@ impl Pool {
             }
         }
     }
+}
+
+/// The certificates of a PEM file (`origin.ca`, checked when the config was loaded).
+fn load_ca(origin: &str, path: &std::path::Path) -> Option<Arc<pingora::protocols::tls::CaType>> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let certs: Vec<pingora::utils::tls::WrappedX509> = match CertificateDer::pem_file_iter(path) {
+        Ok(iter) => iter
+            .filter_map(Result::ok)
+            // Only certificates rustls accepts as roots (and so parse as X.509).
+            .filter(|der| {
+                pingora::tls::RootCertStore::empty()
+                    .add(der.clone())
+                    .is_ok()
+            })
+            .map(|der| {
+                pingora::utils::tls::WrappedX509::new(der.to_vec(), pingora::utils::tls::parse_x509)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::error!(%origin, path = %path.display(), error = %e, "cannot read origin.ca");
+            Vec::new()
+        }
+    };
+    if certs.is_empty() {
+        tracing::error!(%origin, path = %path.display(), "origin.ca holds no usable certificate: using the system roots");
+        return None;
+    }
+    Some(Arc::from(certs.into_boxed_slice()))
 }
