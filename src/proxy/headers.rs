@@ -36,6 +36,14 @@ pub fn validate(raw: Option<&[u8]>, req: &RequestHeader, limits: &Limits) -> Res
     if req.raw_path().len() as u64 > limits.uri {
         return Err(Reject::UriTooLong);
     }
+    // Origin-form (`/path`), absolute-form (`http://host/path`) or `*` (OPTIONS) only.
+    let target = req.raw_path();
+    let origin_form = target.first() == Some(&b'/');
+    let absolute_form = req.uri.scheme().is_some() && req.uri.authority().is_some();
+    let asterisk = target == b"*" && req.method == http::Method::OPTIONS;
+    if !(origin_form || absolute_form || asterisk) {
+        return Err(Reject::Malformed("invalid request-target"));
+    }
     if req.headers.len() > limits.fields {
         return Err(Reject::TooManyFields);
     }

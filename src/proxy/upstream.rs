@@ -168,6 +168,22 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
     } else if req.headers.get("host").is_none() && !client_host.is_empty() {
         req.insert_header("host", client_host.as_str())?;
     }
+    if req.headers.get("host").is_none() {
+        // An HTTP/1.0 client may omit Host; an HTTP/1.1 origin must get one (RFC 9112 §3.2).
+        let server = ctx.server.as_ref().map(|s| s.addr.to_string());
+        req.insert_header("host", server.as_deref().unwrap_or("localhost"))?;
+    }
+    if req.uri.scheme().is_some() {
+        // Absolute-form from the client: origins get origin-form (RFC 9112 §3.2.1).
+        let pq = req
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        if let Ok(uri) = pq.parse::<http::Uri>() {
+            req.set_uri(uri);
+        }
+    }
     if let (Some(ip), Some(rt)) = (ctx.client_ip, ctx.rt.as_ref()) {
         let existing = req
             .headers
