@@ -117,9 +117,11 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
         }
     }
     let admin_addr = reserve(cfg.admin.listen, "admin.listen", upgrade)?;
-    if let Some(tls) = &cfg.tls {
-        crate::tls::settings(tls)?; // fail before anything starts
-    }
+    let certs = cfg
+        .tls
+        .as_ref()
+        .map(crate::tls::CertStore::load)
+        .transpose()?;
 
     let metrics = Arc::new(Metrics::new());
     let access_log = AccessLog::open(&cfg.log.access).map_err(|e| Error::Runtime(e.to_string()))?;
@@ -154,7 +156,13 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
     let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(
         crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout),
     ));
-    let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
+    let shared = Arc::new(Shared::new(
+        runtime,
+        metrics,
+        access_log,
+        layer,
+        certs.clone(),
+    ));
 
     let http = pingora::proxy::http_proxy(
         &server.configuration,
@@ -173,10 +181,10 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
             None => proxy.add_tcp(&a.addr.to_string()),
         }
     }
-    if let Some(tls) = &cfg.tls {
-        // Pingora consumes a TlsSettings per listener.
+    if let Some(store) = &certs {
+        // Pingora consumes a TlsSettings per listener; they share one certificate store.
         for a in &tls_addrs {
-            let settings = crate::tls::settings(tls)?;
+            let settings = crate::tls::settings(store)?;
             proxy.add_tls_with_settings(&a.addr.to_string(), a.options(), settings);
         }
     }

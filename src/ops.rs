@@ -44,6 +44,10 @@ impl LiveOps {
             ),
             (old.cfg.cache.memory != cfg.cache.memory, "cache.memory"),
             (
+                old.cfg.tls.as_ref().map(|t| &t.listen) != cfg.tls.as_ref().map(|t| &t.listen),
+                "tls.listen",
+            ),
+            (
                 old.cfg.cache.disk.as_ref().map(|d| &d.path)
                     != cfg.cache.disk.as_ref().map(|d| &d.path),
                 "cache.disk",
@@ -53,6 +57,13 @@ impl LiveOps {
         .filter_map(|(changed, key)| changed.then_some(key))
         .collect();
         let hash = cfg.hash.clone();
+        if let (Some(store), Some(tls)) = (&self.shared.certs, &cfg.tls) {
+            // New handshakes get the new certificates; open connections keep theirs.
+            match store.reload(tls) {
+                Ok(()) => tracing::info!(certs = tls.certs.len(), "TLS certificates reloaded"),
+                Err(e) => tracing::error!("TLS certificates not reloaded, the old ones stay: {e}"),
+            }
+        }
         let rt = Runtime::new(cfg, &self.shared.metrics);
         rt.pools.inherit_health(&old.pools);
         self.shared.runtime.store(Arc::new(rt));

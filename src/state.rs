@@ -87,6 +87,8 @@ pub struct Shared {
     pub cache: &'static crate::cache::CacheLayer,
     pub started: Instant,
     inflight: AtomicUsize,
+    /// The TLS listeners' certificates (`None` without `[tls]`); reloads swap them.
+    pub certs: Option<crate::tls::CertStore>,
 }
 
 impl Shared {
@@ -96,6 +98,7 @@ impl Shared {
         metrics: Arc<Metrics>,
         access_log: AccessLog,
         cache: &'static crate::cache::CacheLayer,
+        certs: Option<crate::tls::CertStore>,
     ) -> Self {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
@@ -104,6 +107,7 @@ impl Shared {
             cache,
             started: Instant::now(),
             inflight: AtomicUsize::new(0),
+            certs,
         }
     }
 

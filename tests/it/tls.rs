@@ -490,3 +490,44 @@ fn check_rejects_mismatched_key() {
         "the key is at fault, not the cert: {line}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_certificates_for_new_connections_and_keeps_open_ones() {
+    let origin = Origin::new().route("/x", Reply::ok("fine")).start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let old = make_cert(dir.path(), "site", &["site.test"]);
+    let outpost = Outpost::builder()
+        .raw(&tls_toml(&[(&old, &["site.test"])]))
+        .site("*", &origin)
+        .start()
+        .await;
+    let mut open = connect(&outpost, accept_any_config(), "site.test").await;
+    assert_eq!(peer_leaf(&open), old.der);
+
+    // New files at the same paths, then SIGHUP.
+    let new = make_cert(dir.path(), "site", &["site.test"]);
+    assert_ne!(new.der, old.der);
+    outpost.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = connect(&outpost, accept_any_config(), "site.test").await;
+        if peer_leaf(&s) == new.der {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still the old certificate\n{}",
+            outpost.output()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The connection opened before the reload still works.
+    open.write_all(b"GET /x HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write on the old connection");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(IO_TIMEOUT, open.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out);
+    assert_eq!(raw_status(&answer), 200, "{answer}");
+    assert_eq!(raw_body(&answer), "fine");
+}
