@@ -822,3 +822,97 @@ fn run_with_unusable_disk_path_exits_1_naming_the_path() {
         run.all
     );
 }
+
+/// A small tmpfs mounted on a temp dir for the test's life (needs root; `None` otherwise).
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn mount(size: &str) -> Option<SmallFs> {
+        let dir = tempfile::tempdir().ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(SmallFs { dir })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_tier_larger_than_its_filesystem_never_cuts_a_body_or_panics() {
+    let Some(fs) = SmallFs::mount("24m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut builder = Origin::new();
+    for i in 0..40 {
+        let path = format!("/o{i}");
+        let body: Vec<u8> = path.bytes().cycle().take(600 * 1024).collect();
+        builder = builder.route(
+            &path,
+            Reply::ok(body).header("cache-control", "max-age=600"),
+        );
+    }
+    let origin = builder.start().await;
+    let cache = fs.dir.path().join("cache");
+    let mut outpost = Outpost::builder()
+        .set("cache", "memory", "\"4MiB\"")
+        .set("cache", "max_object", "\"2MiB\"")
+        .raw(&format!(
+            "[cache.disk]\npath = {:?}\nsize = \"256MiB\"",
+            cache.display().to_string()
+        ))
+        .site("*", &origin)
+        .start()
+        .await;
+    assert!(
+        outpost
+            .output()
+            .contains("more than its filesystem can hold"),
+        "{}",
+        outpost.output()
+    );
+    // Another process takes what is left of the filesystem while outpost runs.
+    let filler = fs.dir.path().join("filler");
+    let _ = std::process::Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            "bs=1M",
+            "count=64",
+            &format!("of={}", filler.display()),
+        ])
+        .stderr(std::process::Stdio::null())
+        .status();
+    for round in 0..2 {
+        for i in 0..40 {
+            let path = format!("/o{i}");
+            let r = outpost.get("site.test", &path).await;
+            let want: Vec<u8> = path.bytes().cycle().take(600 * 1024).collect();
+            assert_eq!(r.status, 200, "round {round} {path}: {r:?}");
+            assert!(
+                r.body == want,
+                "round {round} {path}: body of {} bytes, not the origin's",
+                r.body.len()
+            );
+        }
+    }
+    outpost.terminate();
+    let exit = outpost.wait_exit(std::time::Duration::from_secs(10)).await;
+    let output = outpost.output();
+    assert!(
+        exit.is_some_and(|e| e.code() == Some(0)),
+        "{exit:?}\n{output}"
+    );
+    assert!(!output.contains("panicked"), "{output}");
+    let _ = std::fs::remove_file(filler);
+}

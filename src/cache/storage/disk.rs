@@ -95,22 +95,35 @@ impl DiskTier {
         discard: bool,
     ) -> Result<DiskTier, StorageError> {
         let path = cfg.path.clone();
+        if discard {
+            discard_objects(&path);
+        }
+        // What the filesystem can hold: foyer's files are allocated up front (below), so a
+        // tier larger than the free space would fail its writes later (cut fills, panics
+        // in foyer's flushers). It is shrunk to fit, with a warning.
+        let size = fit_to_filesystem(&path, cfg.size);
         // Block = eviction unit and the largest record: 1..16 MiB, at least ~64 blocks.
-        let block = (cfg.size / 64)
+        let block = (size / 64)
             .clamp(MIB, 16 * MIB)
             .next_power_of_two()
             .min(16 * MIB);
+        let size = size - size % block;
         let chunk_size = (block / 4).min(MIB) as usize;
-        if cfg.size < 8 * block {
-            let reason = format!(
-                "cache.disk.size {} is too small (at least {})",
-                cfg.size,
-                8 * block
-            );
+        if size < 8 * block {
+            let reason = if size < cfg.size {
+                format!(
+                    "only {} free on its filesystem, the disk tier needs at least {}",
+                    crate::config::format_size(size),
+                    crate::config::format_size(8 * block)
+                )
+            } else {
+                format!(
+                    "cache.disk.size {} is too small (at least {})",
+                    cfg.size,
+                    8 * block
+                )
+            };
             return Err(unusable(&path, reason));
-        }
-        if discard {
-            discard_objects(&path);
         }
         // foyer's flushers and I/O run on their own runtime: they must outlive whatever
         // runtime `open` happens to be called from (dropped safely in the background).
@@ -131,7 +144,7 @@ impl DiskTier {
         // batches near `SUBMIT_BUDGET` (RSS), the size leaves room for sync bursts.
         let buffer_pool = (4 * block).max(16 * MIB) as usize;
         let device = FsDeviceBuilder::new(&path)
-            .with_capacity(cfg.size as usize)
+            .with_capacity(size as usize)
             .build()
             .map_err(|e| unusable(&path, e))?;
         let engine = BlockEngineConfig::new(device)
@@ -152,15 +165,18 @@ impl DiskTier {
             .build()
             .await
             .map_err(|e| unusable(&path, e))?;
+        // foyer created its files (sparse) while building.
+        let dir = path.clone();
+        let _ = tokio::task::spawn_blocking(move || allocate_files(&dir)).await;
         Ok(DiskTier {
             hc,
             path,
             chunk_size,
-            object_limit: (cfg.size / 8).min(max_object.max(MIB)),
+            object_limit: (size / 8).min(max_object.max(MIB)),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             counts,
-            capacity: cfg.size,
+            capacity: size,
             submitted: AtomicU64::new(0),
             // foyer drops a record when its submit queue is over `queue`, and also when the
             // flusher's buffer (`buffer_pool` with one flusher) fills up while the previous
@@ -590,6 +606,63 @@ pub(crate) fn prepare_dir(path: &Path) -> Result<bool, StorageError> {
         }
     }
     Ok(purge_state_lost)
+}
+
+/// `want` bytes, or less when the filesystem of `path` cannot hold them: its free space plus
+/// what foyer's files already occupy, minus a reserve for outpost's own small files.
+fn fit_to_filesystem(path: &Path, want: u64) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    const RESERVE: u64 = 4 * MIB;
+    let Ok(free) = fs4::available_space(path) else {
+        return want;
+    };
+    let mut ours = 0;
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(FOYER_FILES) {
+                ours += e.metadata().map_or(0, |m| m.blocks() * 512);
+            }
+        }
+    }
+    let fits = (free + ours).saturating_sub(RESERVE);
+    if fits < want {
+        tracing::warn!(
+            path = %path.display(),
+            size = %crate::config::format_size(want),
+            usable = %crate::config::format_size(fits),
+            "cache.disk.size is more than its filesystem can hold: the disk tier uses what fits"
+        );
+        return fits;
+    }
+    want
+}
+
+/// Allocates foyer's files in full (they are created sparse), so that writes into them
+/// cannot fail for lack of space later. A file that cannot be allocated is logged; the
+/// periodic write probe takes the tier out if the filesystem is really full.
+fn allocate_files(path: &Path) {
+    use fs4::fs_std::FileExt;
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().starts_with(FOYER_FILES)
+            || name.to_string_lossy().contains(".discarded-")
+        {
+            continue;
+        }
+        let done = std::fs::OpenOptions::new()
+            .write(true)
+            .open(e.path())
+            .and_then(|f| {
+                let len = f.metadata()?.len();
+                f.allocate(len)
+            });
+        if let Err(err) = done {
+            tracing::warn!(file = %e.path().display(), error = %err, "cannot allocate disk cache file");
+        }
+    }
 }
 
 /// Removes the objects of a previous run (foyer's files and the counts), logging how many.
