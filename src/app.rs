@@ -156,13 +156,24 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
     let layer: &'static crate::cache::CacheLayer = Box::leak(Box::new(
         crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout),
     ));
+    let fleet = cfg.cluster.clone().map(|c| {
+        Arc::new(crate::fleet::Fleet::new(
+            c,
+            cfg.cache.disk.as_ref().map(|d| d.path.clone()),
+        ))
+    });
     let shared = Arc::new(Shared::new(
         runtime,
         metrics,
         access_log,
         layer,
         certs.clone(),
+        fleet.clone(),
     ));
+    if let (Some(f), Some(_)) = (&fleet, &cfg.cache.disk) {
+        // Every purge missed while away is applied before the disk tier serves.
+        block_on(f.sync_at_start(&shared))?;
+    }
 
     let http = pingora::proxy::http_proxy(
         &server.configuration,
@@ -212,6 +223,17 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(health);
+    if let Some(fleet) = fleet {
+        let mut svc = background_service(
+            "fleet",
+            crate::fleet::FleetService {
+                shared: shared.clone(),
+                fleet,
+            },
+        );
+        svc.threads = Some(1);
+        server.add_service(svc);
+    }
     Ok(Built {
         server,
         ops,
@@ -235,12 +257,16 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
 /// Opens the cache storage (and its disk tier) before Pingora starts its runtimes.
 /// foyer runs on its own runtime, so a short-lived one is enough to open it.
 fn open_storage(cfg: &crate::config::CacheConfig) -> Result<crate::cache::storage::Storage, Error> {
+    block_on(crate::cache::storage::Storage::open(cfg))?.map_err(|e| Error::Runtime(e.to_string()))
+}
+
+/// Runs start-up work on a short-lived runtime (before Pingora starts its own).
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Runtime(format!("cannot start a runtime: {e}")))?;
-    rt.block_on(crate::cache::storage::Storage::open(cfg))
-        .map_err(|e| Error::Runtime(e.to_string()))
+    Ok(rt.block_on(f))
 }
 
 /// Prints `listening KIND=ADDR` for every listener once it accepts connections (Pingora binds

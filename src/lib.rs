@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod fleet;
 pub mod front;
 pub mod logging;
 pub mod metrics;

@@ -103,6 +103,12 @@ pub struct Metrics {
     pub refused_conn_limit: Counter,
     /// `outpost_connections{listener}`
     pub connections: Family<Labels, Gauge>,
+    /// `outpost_cluster_up`
+    pub cluster_up: Gauge,
+    /// `outpost_cluster_purge_lag`
+    pub cluster_lag: Gauge,
+    /// `outpost_cluster_purge_seconds`
+    pub cluster_purge_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -205,6 +211,24 @@ impl Metrics {
         for l in ["proxy", "tls"] {
             let _ = connections.get_or_create(&vec![("listener", l.to_string())]);
         }
+        let cluster_up = Gauge::default();
+        let cluster_lag = Gauge::default();
+        let cluster_purge_seconds = duration_histogram();
+        registry.register(
+            "outpost_cluster_up",
+            "1 while connected to the fleet's engine, 0 not",
+            cluster_up.clone(),
+        );
+        registry.register(
+            "outpost_cluster_purge_lag",
+            "Purges in the stream this node has not applied",
+            cluster_lag.clone(),
+        );
+        registry.register(
+            "outpost_cluster_purge_seconds",
+            "Fleet purge: accepted here until every live node acknowledged",
+            cluster_purge_seconds.clone(),
+        );
         let mut lookup_handles = Vec::new();
         for r in LookupResult::ALL {
             for t in TierLabel::ALL {
@@ -247,6 +271,9 @@ impl Metrics {
             refused_acl,
             refused_conn_limit,
             connections,
+            cluster_up,
+            cluster_lag,
+            cluster_purge_seconds,
         }
     }
 

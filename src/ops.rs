@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The live implementation of `admin::Ops`.
 #[derive(Debug)]
@@ -106,9 +107,32 @@ fn url_keys(url: &str, filter: &key::QueryFilter) -> Vec<String> {
         .collect()
 }
 
-/// Runs a purge from any source; returns the API's status and JSON answer.
+/// Runs a purge from any source (API, PURGE method, CLI): applied here, then, with
+/// `[cluster]`, sent to every node (the answer gains `fleet`; 202 when some live node has not
+/// acknowledged within `purge_wait`).
+pub async fn run_purge(shared: &Shared, req: PurgeRequest, who: &str, via: &str) -> (u16, Value) {
+    let wait = req.wait.unwrap_or(true);
+    let input = req.clone();
+    let (status, mut body) = apply_purge(shared, req, who, via).await;
+    let Some(fleet) = shared.fleet.as_ref().filter(|_| status == 200) else {
+        return (status, body);
+    };
+    let id = body["id"].as_str().unwrap_or_default().to_string();
+    let started = Instant::now();
+    let (complete, answer) = fleet.broadcast(&input, &id, wait).await;
+    if complete {
+        shared
+            .metrics
+            .cluster_purge_seconds
+            .observe(started.elapsed().as_secs_f64());
+    }
+    body["fleet"] = answer;
+    (if complete || !wait { 200 } else { 202 }, body)
+}
+
+/// Applies a purge on this node only; returns the API's status and JSON answer.
 /// Logs one audit line and counts `outpost_purges_total`.
-pub async fn run_purge(
+pub async fn apply_purge(
     shared: &Shared,
     mut req: PurgeRequest,
     who: &str,

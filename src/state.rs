@@ -89,6 +89,8 @@ pub struct Shared {
     inflight: AtomicUsize,
     /// The TLS listeners' certificates (`None` without `[tls]`); reloads swap them.
     pub certs: Option<crate::tls::CertStore>,
+    /// Fleet membership (`None` without `[cluster]`).
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 impl Shared {
@@ -99,6 +101,7 @@ impl Shared {
         access_log: AccessLog,
         cache: &'static crate::cache::CacheLayer,
         certs: Option<crate::tls::CertStore>,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
     ) -> Self {
         Self {
             runtime: ArcSwap::from_pointee(runtime),
@@ -108,6 +111,7 @@ impl Shared {
             started: Instant::now(),
             inflight: AtomicUsize::new(0),
             certs,
+            fleet,
         }
     }
 

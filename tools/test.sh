@@ -9,9 +9,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # Pingora builds zlib-ng with cmake; the cache-tests suite needs Node.js >= 20.18.
+export PATH="$PATH:/usr/sbin"
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+# The fleet tests run a real NATS server with JetStream.
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 if [ "${SKIP_CACHE_TESTS:-0}" != 1 ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 fi

@@ -144,16 +144,17 @@ fn status(admin: &Admin) -> Response<Vec<u8>> {
             json!({ "name": p.name(), "selection": format!("{:?}", p.cfg.selection), "servers": servers })
         })
         .collect();
-    json_reply(
-        200,
-        &json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "config_hash": rt.cfg.hash,
-            "uptime_s": admin.shared.started.elapsed().as_secs(),
-            "origins": origins,
-            "cache": admin.ops.cache_status(),
-        }),
-    )
+    let mut body = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "config_hash": rt.cfg.hash,
+        "uptime_s": admin.shared.started.elapsed().as_secs(),
+        "origins": origins,
+        "cache": admin.ops.cache_status(),
+    });
+    if let Some(f) = &admin.shared.fleet {
+        body["cluster"] = f.status();
+    }
+    json_reply(200, &body)
 }
 
 fn text(code: u16, body: &str) -> Response<Vec<u8>> {

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use std::time::{Duration, Instant, SystemTime};
 
 /// A purge: the body of `POST /purge` (interface.md §5). Everything listed is purged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurgeRequest {
     /// Absolute URLs in primary-key form (`http://example.test/a.css`): every Vary variant.
@@ -37,6 +37,9 @@ pub struct PurgeRequest {
     /// Mark stale (revalidate on next use, may serve stale) instead of removing.
     #[serde(default)]
     pub soft: bool,
+    /// With `[cluster]`: `false` answers without waiting for the other nodes' receipts.
+    #[serde(default, skip_serializing)]
+    pub wait: Option<bool>,
 }
 
 /// A purge request that cannot be run; the message is meant for the API client (400).

@@ -922,7 +922,13 @@ fn problems_are_listed_in_file_order() {
 #[test]
 fn shipped_config_files_are_valid() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
-    for name in ["outpost.toml", "dev.toml"] {
+    for name in [
+        "outpost.toml",
+        "dev.toml",
+        "fleet-a.toml",
+        "fleet-b.toml",
+        "fleet-c.toml",
+    ] {
         let path = dir.join(name);
         let cfg = load(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
         assert_eq!(cfg.source.as_deref(), Some(path.as_path()));

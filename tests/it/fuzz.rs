@@ -175,7 +175,7 @@ async fn ten_thousand_malformed_requests_never_reach_the_origin_malformed() {
         .start()
         .await;
     let proxy = outpost.proxy_addr();
-    let seed = 0x5eed_0f_0u64 ^ 0x9e37_79b9_7f4a_7c15;
+    let seed = 0x05ee_d0f0_u64 ^ 0x9e37_79b9_7f4a_7c15;
     let answered = Arc::new(AtomicUsize::new(0));
     let garbled = Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
     let started = Instant::now();

@@ -13,6 +13,7 @@ mod coalescing;
 mod compression;
 mod config_check;
 mod errors;
+mod fleet;
 mod fuzz;
 mod hardening;
 mod headers;

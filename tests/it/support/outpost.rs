@@ -694,6 +694,12 @@ impl Outpost {
         assert!(status.success(), "kill -{name} failed: {status}");
     }
 
+    /// SIGKILL, and waits for the process to be gone (start it again with `restart`).
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Whether the process is still running.
     pub(crate) fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
