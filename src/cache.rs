@@ -201,6 +201,10 @@ pub fn on_hit(meta: &CacheMeta, hit: &HitHandler, ctx: &mut RequestCtx) -> Optio
     let age = now.duration_since(epoch).unwrap_or_default();
     let lifetime = meta.fresh_until().duration_since(epoch).unwrap_or_default();
     let no_stale = policy::forbids_stale(meta.response_header());
+    if ctx.fleet_behind {
+        // A peer applied a purge this node has not: revalidate, never hand out as is.
+        return Some(ForcedFreshness::ForceExpired);
+    }
     let verdict = policy::hit_verdict(age, lifetime, &ctx.cache.directives, no_stale);
     if ctx.cache.directives.only_if_cached
         && !matches!(verdict, HitVerdict::Fresh | HitVerdict::StaleAllowed)

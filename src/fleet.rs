@@ -15,6 +15,7 @@
 //! Redis Streams backend could be added.
 
 mod nats;
+pub mod peering;
 
 use crate::cache::purge::PurgeRequest;
 use crate::config::ClusterConfig;
@@ -69,6 +70,8 @@ pub struct Fleet {
     cursor: AtomicU64,
     /// The stream's last sequence, as last seen.
     last_seq: AtomicU64,
+    /// The highest stream sequence of a purge applied or published here.
+    floor: AtomicU64,
     cursor_path: Option<PathBuf>,
     nodes: Mutex<HashMap<String, Seen>>,
     outbox: Mutex<VecDeque<PurgeMsg>>,
@@ -97,6 +100,7 @@ impl Fleet {
             connected: AtomicBool::new(false),
             cursor: AtomicU64::new(cursor),
             last_seq: AtomicU64::new(cursor),
+            floor: AtomicU64::new(cursor),
             cursor_path,
             nodes: Mutex::new(HashMap::new()),
             outbox: Mutex::new(VecDeque::new()),
@@ -117,6 +121,22 @@ impl Fleet {
 
     pub fn cursor(&self) -> u64 {
         self.cursor.load(Ordering::Relaxed)
+    }
+
+    /// What a peer must have applied before its copies may refill this node: the highest
+    /// purge applied or published here, or "everything" while a purge waits unpublished.
+    pub fn floor(&self) -> u64 {
+        if self.outbox.lock().is_empty() {
+            self.floor.load(Ordering::Relaxed).max(self.cursor())
+        } else {
+            u64::MAX
+        }
+    }
+
+    /// A purge of ours got stream sequence `seq`.
+    fn published(&self, seq: u64) {
+        self.floor.fetch_max(seq, Ordering::Relaxed);
+        self.last_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     /// Records that everything up to `seq` was applied (durably when there is a disk tier:

@@ -182,6 +182,14 @@ impl ProxyHttp for Outpost {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if ctx.peer.is_some() && resp.status.as_u16() >= 500 {
+            // The owning peer failed: the origin is asked instead (interface.md §4 Peering).
+            ctx.peer = None;
+            ctx.peer_failed = true;
+            let mut e = Error::explain(ErrorType::HTTPStatus(502), "owning peer answered 5xx");
+            e.set_retry(true);
+            return Err(e);
+        }
         response::check_upstream(resp, ctx)?;
         upstream::on_response(resp, ctx);
         cache::on_upstream_response(session, resp, ctx);

@@ -25,6 +25,8 @@ pub struct Runtime {
     pub route_counters: Vec<[Counter; 5]>,
     /// Rate limiters per route (`None` = no `rate_limit`). A reload starts them afresh.
     pub limiters: Vec<Option<crate::proxy::limits::RouteLimiter>>,
+    /// Consistent-hash peering over `cluster.peers` (`None` = off).
+    pub ring: Option<crate::fleet::peering::Ring>,
 }
 
 impl Runtime {
@@ -48,6 +50,10 @@ impl Runtime {
                     .and_then(crate::proxy::limits::RouteLimiter::new)
             })
             .collect();
+        let ring = cfg
+            .cluster
+            .as_ref()
+            .and_then(|c| crate::fleet::peering::Ring::new(&c.peers, c.self_addr));
         Self {
             cfg,
             routes,
@@ -55,6 +61,7 @@ impl Runtime {
             cache,
             route_counters,
             limiters,
+            ring,
         }
     }
 

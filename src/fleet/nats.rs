@@ -252,9 +252,7 @@ async fn flush_outbox(fleet: &Fleet, n: &Nats) -> Result<(), String> {
             return Ok(());
         };
         let seq = n.publish(&msg).await?;
-        fleet
-            .last_seq
-            .fetch_max(seq, std::sync::atomic::Ordering::Relaxed);
+        fleet.published(seq);
         fleet.outbox.lock().pop_front();
     }
 }

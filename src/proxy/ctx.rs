@@ -36,6 +36,15 @@ pub struct RequestCtx {
     /// Set when the proxy answered the request itself (error pages, purge).
     pub local_status: Option<u16>,
     pub cache: crate::cache::CacheCtx,
+    /// The owning peer this request was sent to (peering), if any.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The owner failed (connect, 5xx): go to the origin.
+    pub peer_failed: bool,
+    /// A peer asked with a purge floor this node has not reached: stored copies are
+    /// revalidated with the origin, never handed out as they are.
+    pub fleet_behind: bool,
+    /// With peering and a fleet: the purge floor sent to an owning peer.
+    pub fleet_floor: Option<u64>,
 }
 
 impl RequestCtx {
@@ -61,6 +70,10 @@ impl RequestCtx {
             cacheable_route: false,
             local_status: None,
             cache: crate::cache::CacheCtx::default(),
+            peer: None,
+            peer_failed: false,
+            fleet_behind: false,
+            fleet_floor: None,
         }
     }
 }

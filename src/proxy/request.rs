@@ -137,9 +137,28 @@ pub async fn admit(
             }
         }
     }
+    if let Some(fleet) = &shared.fleet {
+        fleet_marks(session, ctx, fleet, rt.ring.is_some());
+    }
     ctx.pool = rt.pools.get(route.origin).cloned();
     ctx.cacheable_route = route.cache;
     Ok(false)
+}
+
+/// Peering and purges: a peer's request whose purge floor this node has not reached yet is
+/// answered only after revalidation; a request this node may send to a peer carries ours.
+fn fleet_marks(session: &Session, ctx: &mut RequestCtx, fleet: &crate::fleet::Fleet, ring: bool) {
+    let req = session.req_header();
+    if crate::fleet::peering::looped(req) {
+        let floor = req
+            .headers
+            .get(super::upstream::FLOOR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        ctx.fleet_behind = floor.is_some_and(|f| f > fleet.cursor());
+    } else if ring {
+        ctx.fleet_floor = Some(fleet.floor());
+    }
 }
 
 /// Replaces the request's path (keeping scheme, authority and query). False when the

@@ -35,7 +35,17 @@ pub fn decorate(
     if let Some(rt) = ctx.rt.as_ref() {
         super::compress::decide(session, resp, &rt.cfg.compression);
     }
-    let status = crate::cache::status::cache_status(session, ctx);
+    let mut status = crate::cache::status::cache_status(session, ctx);
+    if ctx.peer.is_some() {
+        // RFC 9211 list order: the owning peer's entry first, then this node's.
+        if let Some(theirs) = resp
+            .headers
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+        {
+            status = format!("{theirs}, {status}");
+        }
+    }
     resp.insert_header("cache-status", status.as_str())?;
     ctx.cache_status = Some(status);
     Ok(())

@@ -15,6 +15,9 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     let Some(pool) = ctx.pool.clone() else {
         return Err(Error::explain(ErrorType::HTTPStatus(404), "no route"));
     };
+    if let Some(peer) = owner_peer(session, ctx, &pool) {
+        return Ok(peer);
+    }
     ctx.attempts += 1;
     let key = session
         .req_header()
@@ -47,6 +50,42 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
     ctx.cache.request_time = Some(std::time::SystemTime::now());
     Ok(Box::new(peer))
 }
+
+/// Peering: the owner of this request's cache key when it is another node, the request
+/// may be cached, has not taken a peer hop yet, and the owner has not failed it.
+fn owner_peer(session: &Session, ctx: &mut RequestCtx, pool: &Pool) -> Option<Box<HttpPeer>> {
+    if ctx.peer_failed || !ctx.cacheable_route {
+        return None;
+    }
+    let rt = ctx.rt.clone()?;
+    let ring = rt.ring.as_ref()?;
+    let req = session.req_header();
+    if !matches!(req.method.as_str(), "GET" | "HEAD") || crate::fleet::peering::looped(req) {
+        return None;
+    }
+    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    let key = crate::cache::key::primary_key(
+        crate::cache::scheme(session),
+        &ctx.host,
+        pq,
+        &rt.cache.filter,
+    );
+    let owner = ring.owner(key.as_bytes())?;
+    let mut peer = HttpPeer::new(owner, false, String::new());
+    let o = &mut peer.options;
+    o.connection_timeout = Some(pool.cfg.connect_timeout);
+    o.total_connection_timeout = Some(pool.cfg.connect_timeout);
+    o.read_timeout = Some(pool.cfg.read_timeout);
+    o.write_timeout = Some(pool.cfg.read_timeout);
+    o.idle_timeout = Some(UPSTREAM_IDLE);
+    ctx.peer = Some(owner);
+    ctx.upstream_started = Some(Instant::now());
+    ctx.cache.request_time = Some(std::time::SystemTime::now());
+    Some(Box::new(peer))
+}
+
+/// The purge floor a node sends its owning peer (see [`crate::fleet::Fleet::floor`]).
+pub const FLOOR_HEADER: &str = "outpost-fleet-floor";
 
 /// How long an idle pooled origin connection is kept: below the 5 s keep-alive timeout of
 /// Node.js and Apache httpd, so outpost closes it before the origin does (a request sent on
@@ -84,6 +123,13 @@ pub fn connect_failed(
     mut e: Box<Error>,
 ) -> Box<Error> {
     ctx.active = None;
+    if ctx.peer.take().is_some() {
+        // The owner is down or slow: ask the origin (not counted against `retries`).
+        tracing::debug!(owner = ?peer.address(), "peer owner unreachable; going to the origin");
+        ctx.peer_failed = true;
+        e.set_retry(true);
+        return e;
+    }
     if let (Some(pool), Some(addr)) = (ctx.pool.as_ref(), peer.address().as_inet()) {
         pool.report_connect_failure(addr);
         ctx.tried.push(*addr);
@@ -163,7 +209,26 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
         })
         .unwrap_or_default();
     let pool_host = ctx.pool.as_ref().map(|p| p.cfg.host.as_str()).unwrap_or("");
-    if !pool_host.is_empty() {
+    if ctx.peer.is_none() {
+        // Fleet-internal: never sent to an origin.
+        req.remove_header(FLOOR_HEADER);
+    }
+    if ctx.peer.is_some() {
+        // The owner routes and keys by the client's Host, like this node did.
+        if !client_host.is_empty() {
+            req.insert_header("host", client_host.as_str())?;
+        }
+        let hop = match req.headers.get("cdn-loop").and_then(|v| v.to_str().ok()) {
+            Some(v) if !v.trim().is_empty() => {
+                format!("{v}, {}", crate::fleet::peering::LOOP_TOKEN)
+            }
+            _ => crate::fleet::peering::LOOP_TOKEN.to_string(),
+        };
+        req.insert_header("cdn-loop", hop)?;
+        if let Some(floor) = ctx.fleet_floor {
+            req.insert_header(FLOOR_HEADER, floor.to_string())?;
+        }
+    } else if !pool_host.is_empty() {
         req.insert_header("host", pool_host)?;
     } else if req.headers.get("host").is_none() && !client_host.is_empty() {
         req.insert_header("host", client_host.as_str())?;

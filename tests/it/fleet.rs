@@ -264,3 +264,162 @@ async fn a_node_killed_and_purged_while_down_never_serves_the_old_body() {
         c.output()
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A node with peering over `peers` (this node is `peers[me]`); no engine needed for peering
+/// itself, so the NATS URL may point nowhere.
+async fn peer_node(peers: &[u16], me: usize, origin: &Origin) -> Outpost {
+    let list: Vec<String> = peers.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    Outpost::builder()
+        .set("server", "listen", &format!("[\"127.0.0.1:{}\"]", peers[me]))
+        .raw(&format!(
+            "[cluster]\nnode = \"peer-{me}\"\nnats = [\"nats://127.0.0.1:1\"]\npeers = [{}]\nself = \"127.0.0.1:{}\"",
+            list.join(", "),
+            peers[me]
+        ))
+        .site("*", origin)
+        .start()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peering_makes_one_origin_fetch_per_object_for_the_fleet() {
+    let origin = Origin::new().start().await;
+    for i in 0..12 {
+        origin.set_route(
+            &format!("/obj{i}"),
+            Reply::ok(format!("object {i}")).header("cache-control", "max-age=600"),
+        );
+    }
+    let ports = [free_port(), free_port(), free_port()];
+    let a = peer_node(&ports, 0, &origin).await;
+    let b = peer_node(&ports, 1, &origin).await;
+    let c = peer_node(&ports, 2, &origin).await;
+    let mut two_hops = 0;
+    for i in 0..12 {
+        let path = format!("/obj{i}");
+        for n in [&a, &b, &c] {
+            let r = n.get("site.test", &path).await;
+            assert_eq!((r.status, r.text()), (200, format!("object {i}")), "{r:?}");
+            two_hops += usize::from(r.cache_status().matches("outpost").count() == 2);
+        }
+        assert_eq!(
+            origin.hits(&path),
+            1,
+            "{path}: the origin was asked more than once"
+        );
+    }
+    assert!(
+        two_hops >= 12,
+        "non-owners did not go through the owner ({two_hops})"
+    );
+    // A request that already took a hop is not forwarded again.
+    let looped = a
+        .request("GET", "site.test", "/fresh", &[("cdn-loop", "outpost")])
+        .await;
+    assert_eq!(
+        looped.cache_status().matches("outpost").count(),
+        1,
+        "{looped:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_that_is_down_or_fails_is_skipped_for_the_origin() {
+    let origin = Origin::new().start().await;
+    for i in 0..12 {
+        origin.set_route(
+            &format!("/o{i}"),
+            Reply::ok(format!("o{i}")).header("cache-control", "max-age=600"),
+        );
+    }
+    // Peer 1 answers 500 to everything; peer 2 does not exist.
+    let failing = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let failing_port = failing.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = failing.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 6\r\nConnection: close\r\n\r\nbroken")
+                    .await;
+            });
+        }
+    });
+    let dead = free_port();
+    let ports = [free_port(), failing_port, dead];
+    let a = peer_node(&ports, 0, &origin).await;
+    for i in 0..12 {
+        let path = format!("/o{i}");
+        let r = a.get("site.test", &path).await;
+        assert_eq!(
+            (r.status, r.text()),
+            (200, format!("o{i}")),
+            "{path}: {r:?}"
+        );
+        assert!(a.get("site.test", &path).await.is_hit(), "{path}");
+    }
+    assert_eq!(origin.hits_total(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_purge_no_node_refills_an_old_copy_from_its_peer() {
+    let Some(mut nats) = nats_or_skip() else {
+        return;
+    };
+    let origin = Origin::new().start().await;
+    for i in 0..16 {
+        origin.set_handler(&format!("/k{i}"), versioned);
+    }
+    let ports = [free_port(), free_port()];
+    let list = format!("[\"127.0.0.1:{}\", \"127.0.0.1:{}\"]", ports[0], ports[1]);
+    let make = |me: usize| {
+        Outpost::builder()
+            .token()
+            .set("server", "listen", &format!("[\"127.0.0.1:{}\"]", ports[me]))
+            .raw(&format!(
+                "[cluster]\nnode = \"n{me}\"\nnats = [{:?}]\npeers = {list}\nself = \"127.0.0.1:{}\"",
+                nats.url(),
+                ports[me]
+            ))
+            .site("*", &origin)
+    };
+    let a = make(0).start().await;
+    let b = make(1).start().await;
+    until_fleet(&a, 1).await;
+    until_fleet(&b, 1).await;
+    // A path that b owns: a's answer lists two Cache-Status entries.
+    let mut owned_by_b = None;
+    for i in 0..16 {
+        let path = format!("/k{i}");
+        let r = a.get("site.test", &path).await;
+        if r.cache_status().matches("outpost").count() == 2 {
+            owned_by_b = Some(path);
+            break;
+        }
+    }
+    let path = owned_by_b.expect("some key is owned by the other node");
+    let first = a.get("site.test", &path).await;
+    assert!(first.is_hit() && first.text().ends_with("v1"), "{first:?}");
+    // The engine is down: the purge reaches a only; b still holds v1.
+    nats.stop();
+    let url = format!("{{\"urls\": [\"http://site.test{path}\"]}}");
+    let r = a.admin_post("/purge", &url, Some(TOKEN)).await;
+    assert!(r.status == 200 || r.status == 202, "{r:?}");
+    let after = a.get("site.test", &path).await;
+    assert_eq!(after.status, 200, "{after:?}");
+    assert!(
+        !after.text().ends_with("v1"),
+        "a refilled the purged copy from its peer: {after:?}"
+    );
+}
