@@ -24,6 +24,14 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "${need[@]}"
 fi
 
+# Lint gates: formatting and clippy (warnings are errors) before anything is built for tests.
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --check
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --all-targets --quiet -- -D warnings
+fi
+
 # Build once (lib, binary, test binary), then run. nextest when available, else cargo test.
 cargo build --tests --bins
 if command -v cargo-nextest >/dev/null 2>&1; then
