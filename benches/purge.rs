@@ -99,10 +99,10 @@ fn url(i: usize) -> String {
 
 fn tags(i: usize) -> String {
     let mut s = format!("t{}", i % TTAGS);
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         s.push_str(" big");
     }
-    if i % 30 == 0 {
+    if i.is_multiple_of(30) {
         s.push_str(&format!(" t{}", (i / 30 + 5000) % TTAGS));
     }
     s

@@ -40,7 +40,10 @@ const BINARY_UNITS: [(&str, u64); 4] = [
 
 /// The inverse of [`parse_size`] for display: `268435456` → `"256MiB"`, `1536` → `"1.5KiB"`.
 pub(super) fn format_size(n: u64) -> String {
-    if let Some((unit, f)) = BINARY_UNITS.iter().find(|(_, f)| n >= *f && n % f == 0) {
+    if let Some((unit, f)) = BINARY_UNITS
+        .iter()
+        .find(|(_, f)| n >= *f && n.is_multiple_of(*f))
+    {
         return format!("{}{unit}", n / f);
     }
     if let Some((unit, f)) = BINARY_UNITS.iter().find(|(_, f)| n >= *f) {
