@@ -223,6 +223,13 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(health);
+    let hot = layer.storage.take_hot_keys();
+    if !hot.is_empty() {
+        let mut svc =
+            background_service("memory warm-up", WarmUp(std::sync::Mutex::new(hot), layer));
+        svc.threads = Some(1);
+        server.add_service(svc);
+    }
     if let Some(fleet) = fleet {
         let mut svc = background_service(
             "fleet",
@@ -252,6 +259,20 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
         },
         shared,
     })
+}
+
+/// After a binary upgrade: reads the old process's memory tier back from disk, once.
+struct WarmUp(
+    std::sync::Mutex<Vec<pingora_cache::key::HashBinary>>,
+    &'static crate::cache::CacheLayer,
+);
+
+#[async_trait]
+impl pingora::services::background::BackgroundService for WarmUp {
+    async fn start(&self, _shutdown: pingora::server::ShutdownWatch) {
+        let keys = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        self.1.storage.warm_up(keys).await;
+    }
 }
 
 /// Opens the cache storage (and its disk tier) before Pingora starts its runtimes.
@@ -363,6 +384,8 @@ impl ShutdownSignalWatch for Drain {
                 }
                 _ = quit.recv() => {
                     tracing::info!("SIGQUIT: handing the listening sockets to the new process");
+                    // The new process reads the hot set back from disk into its memory tier.
+                    self.shared.cache.storage.save_hot_keys();
                     crate::ops::shutdown_hooks(&self.shared).await;
                     self.exit_when_drained();
                     return ShutdownSignal::GracefulUpgrade;
@@ -422,8 +445,12 @@ impl Drain {
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                     }
                 }
+                // Requests in flight, and connections accepted before the hand-over whose
+                // request has not been read yet (counted from accept).
                 let deadline = Instant::now() + grace;
-                while shared.inflight() > 0 && Instant::now() < deadline {
+                while (shared.inflight() > 0 || shared.connections() > 0)
+                    && Instant::now() < deadline
+                {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 tracing::info!("upgrade: in-flight requests done, exiting");

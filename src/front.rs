@@ -52,8 +52,11 @@ impl Front {
         let gauges = [gauge("proxy"), gauge("tls")];
         Front {
             inner: Arc::new(inner),
-            shared,
-            open: Arc::new(OpenConnections::default()),
+            shared: shared.clone(),
+            open: Arc::new(OpenConnections {
+                total: shared.connections.clone(),
+                per_ip: Mutex::new(HashMap::new()),
+            }),
             gauges,
         }
     }
@@ -62,7 +65,8 @@ impl Front {
 /// Open client connections, in total and (only while a per-address cap is set) per address.
 #[derive(Debug, Default)]
 struct OpenConnections {
-    total: AtomicUsize,
+    /// Shared with [`Shared::connections`] (a binary upgrade waits for it to reach 0).
+    total: Arc<AtomicUsize>,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
@@ -163,13 +167,15 @@ impl ServerApp for Front {
         let idle = whole_secs(idle);
         let mut stream: Stream = Box::new(HeadTimer::new(stream, header_timeout));
         let mut persistent = None;
+        let mut fresh = true;
         loop {
             // Wait for a request's first byte here, in this small future: the proxy's own
             // (much larger) state is only allocated once there is a request to serve, so an
             // idle connection costs a few KiB instead of ~100 KiB.
-            if !first_byte(&mut stream, Duration::from_secs(idle), shutdown).await {
+            if !first_byte(&mut stream, Duration::from_secs(idle), shutdown, fresh).await {
                 return None;
             }
+            fresh = false;
             let mut session = ServerSession::new_http1(stream);
             if let Some(p) = persistent.take() {
                 let p: pingora::apps::HttpPersistentSettings = p;
@@ -188,18 +194,38 @@ impl ServerApp for Front {
     }
 }
 
+/// How long a connection accepted just before a shutdown (or hand-over) still gets to
+/// send its first request: the client is sending it, it must not see a close.
+const FRESH_AT_SHUTDOWN: Duration = Duration::from_secs(2);
+
 /// Waits until the client sends a byte (peeked, not consumed), up to `idle`; false when the
-/// connection closed, failed, stayed idle that long or the server is shutting down. Streams
+/// connection closed, failed or stayed idle that long. At shutdown an idle keep-alive
+/// connection is closed at once, a `fresh` one waits up to [`FRESH_AT_SHUTDOWN`]. Streams
 /// that cannot peek (TLS) go straight on (Pingora's keep-alive timer applies).
-async fn first_byte(stream: &mut Stream, idle: Duration, shutdown: &ShutdownWatch) -> bool {
-    if *shutdown.borrow() {
-        return false;
-    }
+async fn first_byte(
+    stream: &mut Stream,
+    idle: Duration,
+    shutdown: &ShutdownWatch,
+    fresh: bool,
+) -> bool {
     let mut one = [0u8; 1];
-    let mut shutdown = shutdown.clone();
+    if *shutdown.borrow() {
+        if !fresh {
+            return false;
+        }
+        let r = tokio::time::timeout(FRESH_AT_SHUTDOWN.min(idle), stream.try_peek(&mut one)).await;
+        return matches!(r, Ok(Ok(_)));
+    }
+    let mut watch = shutdown.clone();
     tokio::select! {
         r = tokio::time::timeout(idle, stream.try_peek(&mut one)) => matches!(r, Ok(Ok(_))),
-        _ = shutdown.changed() => false,
+        _ = watch.changed() => {
+            if !fresh {
+                return false;
+            }
+            let r = tokio::time::timeout(FRESH_AT_SHUTDOWN.min(idle), stream.try_peek(&mut one)).await;
+            matches!(r, Ok(Ok(_)))
+        }
     }
 }
 

@@ -94,6 +94,8 @@ pub struct Shared {
     pub cache: &'static crate::cache::CacheLayer,
     pub started: Instant,
     inflight: AtomicUsize,
+    /// Open client connections on the proxy listeners (counted by `front`).
+    pub connections: Arc<AtomicUsize>,
     /// The TLS listeners' certificates (`None` without `[tls]`); reloads swap them.
     pub certs: Option<crate::tls::CertStore>,
     /// Fleet membership (`None` without `[cluster]`).
@@ -117,6 +119,7 @@ impl Shared {
             cache,
             started: Instant::now(),
             inflight: AtomicUsize::new(0),
+            connections: Arc::new(AtomicUsize::new(0)),
             certs,
             fleet,
         }
@@ -131,6 +134,11 @@ impl Shared {
     /// Requests being served now.
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Open client connections on the proxy listeners (kept by `front`).
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
     }
 }
 

@@ -26,6 +26,7 @@ use hit::StorageHit;
 use index::Index;
 use memory::MemoryTier;
 use parking_lot::Mutex;
+use pingora_cache::key::HashBinary;
 use pingora_cache::storage::HitHandler;
 use pingora_cache::CacheKey;
 pub use resume::{Resume, ResumeBody};
@@ -248,6 +249,54 @@ impl Storage {
 
     /// Flushes and closes the disk tier (call once on shutdown; a no-op without disk).
     /// Objects written before are found by the next run even without it (`kill -9`).
+    /// File in the disk directory listing the memory tier's keys at a binary upgrade.
+    const HOT_KEYS: &'static str = "outpost-hot-keys";
+
+    /// Binary upgrade, old process: writes the memory tier's keys beside the disk tier so the
+    /// new process can read those objects back into memory. Without a disk tier: nothing.
+    pub fn save_hot_keys(&self) {
+        let Some(dir) = self.disk_path() else {
+            return;
+        };
+        let keys = self.memory.keys();
+        let bytes: Vec<u8> = keys.iter().flat_map(|k| k.iter().copied()).collect();
+        let tmp = dir.join(format!("{}.tmp", Self::HOT_KEYS));
+        let done = std::fs::write(&tmp, bytes)
+            .and_then(|()| std::fs::rename(&tmp, dir.join(Self::HOT_KEYS)));
+        match done {
+            Ok(()) => tracing::info!(
+                objects = keys.len(),
+                "memory tier's keys saved for the new process"
+            ),
+            Err(e) => tracing::warn!(error = %e, "memory tier's keys not saved"),
+        }
+    }
+
+    /// Binary upgrade, new process: takes the keys the old process saved (the file is removed).
+    pub fn take_hot_keys(&self) -> Vec<HashBinary> {
+        let Some(path) = self.disk_path().map(|d| d.join(Self::HOT_KEYS)) else {
+            return Vec::new();
+        };
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        let _ = std::fs::remove_file(&path);
+        bytes
+            .chunks_exact(16)
+            .filter_map(|c| <HashBinary>::try_from(c).ok())
+            .collect()
+    }
+
+    /// Reads `keys` back from disk into memory (see [`Storage::save_hot_keys`]).
+    pub async fn warm_up(&'static self, keys: Vec<HashBinary>) {
+        let started = std::time::Instant::now();
+        let promoted = self.warm(&keys).await;
+        tracing::info!(
+            promoted,
+            of = keys.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "memory tier warmed from disk"
+        );
+    }
+
     pub async fn close(&self) {
         if let Some(disk) = &self.disk {
             if let Err(e) = disk.close().await {

@@ -93,6 +93,10 @@ async fn upgrade_hands_over_sockets_and_disk_without_a_failed_request() {
             Reply::ok("cached body").header("cache-control", "max-age=600"),
         )
         .route("/slow", Reply::ok("slow done").delay(ms(800)))
+        .route(
+            "/warm",
+            Reply::ok("warm body").header("cache-control", "max-age=600"),
+        )
         .start()
         .await;
     let dir = tempfile::tempdir().expect("temp dir");
@@ -117,6 +121,7 @@ async fn upgrade_hands_over_sockets_and_disk_without_a_failed_request() {
     let first = outpost.get("site.test", "/cached").await;
     assert_eq!(first.status, 200, "{first:?}");
     assert!(outpost.get("site.test", "/cached").await.is_hit());
+    assert_eq!(outpost.get("site.test", "/warm").await.status, 200); // not asked again until the end
     tokio::time::sleep(ms(300)).await; // the disk write is asynchronous
 
     // Load during the hand-over: sequential requests on fresh connections, bounded.
@@ -198,8 +203,23 @@ async fn upgrade_hands_over_sockets_and_disk_without_a_failed_request() {
         outpost.output()
     );
 
-    // Same address, the new process, and the object cached before is still a hit (disk).
+    // Same address, the new process, and its memory tier is warm: the old process's hot
+    // set was read back from disk before any request asked for it.
     assert_eq!(outpost.proxy_addr(), proxy);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = outpost.admin_get("/status").await.json();
+        // /cached came back through the load; /warm only through the warm-up.
+        if status["cache"]["memory"]["objects"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "memory tier not warmed: {status}\n{}",
+            outpost.output()
+        );
+        tokio::time::sleep(ms(100)).await;
+    }
     let after = outpost.get("site.test", "/cached").await;
     assert!(
         after.is_hit(),

@@ -35,6 +35,25 @@ impl Storage {
         Ok(StorageHit::partial(fill).map(|h| (meta, Box::new(h) as HitHandler)))
     }
 
+    /// After a binary upgrade: reads `keys` (the old process's memory tier) back from disk
+    /// into memory, stopping once memory is full. Purged objects are not revived (the
+    /// lookup judges bans). Returns how many were promoted.
+    pub(crate) async fn warm(&'static self, keys: &[HashBinary]) -> usize {
+        let mut promoted = 0;
+        for k in keys {
+            if self.memory.bytes() >= self.memory.capacity() {
+                break;
+            }
+            if self.memory.get(k).await.is_some() {
+                continue;
+            }
+            if self.lookup_disk(*k).await.is_some() && self.memory.get(k).await.is_some() {
+                promoted += 1;
+            }
+        }
+        promoted
+    }
+
     async fn lookup_memory(&self, k: HashBinary) -> Found {
         let entry = self.memory.get(&k).await?;
         let v = self.bans.verdict(entry.stamp, &entry.info);

@@ -73,6 +73,11 @@ impl MemoryTier {
         }
     }
 
+    /// Every key held now (the hot set: the tier keeps the most recently used objects).
+    pub(crate) fn keys(&self) -> Vec<HashBinary> {
+        self.cache.iter().map(|(k, _)| *k).collect()
+    }
+
     pub(crate) async fn get(&self, key: &HashBinary) -> Option<Arc<Entry>> {
         self.cache.get(key).await
     }
@@ -158,6 +163,10 @@ impl MemoryTier {
     /// Runs moka's pending maintenance (evictions, listener calls). Tests and stats use it.
     pub(crate) async fn sync(&self) {
         self.cache.run_pending_tasks().await;
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
     }
 
     pub(crate) fn bytes(&self) -> u64 {
