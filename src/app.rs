@@ -155,6 +155,7 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
         crate::cache::CacheLayer::new(storage, cfg.cache.lock_timeout),
     ));
     let shared = Arc::new(Shared::new(runtime, metrics, access_log, layer));
+    crate::dashboard::start_sampler(&shared);
 
     let http = pingora::proxy::http_proxy(
         &server.configuration,
@@ -257,7 +258,7 @@ pub fn announce_when_accepting(bound: &Bound, ready: Option<String>) {
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                eprintln!("listening {kind}={addr}");
+                crate::logging::announce_listening(kind, addr);
             }
             drop(held); // Pingora's listeners have the ports now
             if let Some(text) = ready {

@@ -86,6 +86,8 @@ pub struct Shared {
     pub access_log: AccessLog,
     pub cache: &'static crate::cache::CacheLayer,
     pub started: Instant,
+    /// Rate history and recent purges for `GET /dashboard`.
+    pub dashboard: crate::dashboard::Dashboard,
     inflight: AtomicUsize,
 }
 
@@ -103,6 +105,7 @@ impl Shared {
             access_log,
             cache,
             started: Instant::now(),
+            dashboard: crate::dashboard::Dashboard::default(),
             inflight: AtomicUsize::new(0),
         }
     }

@@ -8,10 +8,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-# Pingora builds zlib-ng with cmake; the cache-tests suite needs Node.js >= 20.18.
+# Pingora builds zlib-ng with cmake; the cache-tests suite needs Node.js >= 20.18; the
+# dashboard test runs the page in headless chromium (tests/it/dashboard.rs).
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+  || command -v google-chrome >/dev/null 2>&1 || need+=(chromium)
 if [ "${SKIP_CACHE_TESTS:-0}" != 1 ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 fi

@@ -12,6 +12,7 @@ mod caching;
 mod coalescing;
 mod compression;
 mod config_check;
+mod dashboard;
 mod errors;
 mod hardening;
 mod headers;
