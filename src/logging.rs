@@ -9,6 +9,12 @@ use tracing_subscriber::EnvFilter;
 /// Whether the server log is JSON (`log.format = "json"`).
 static JSON: AtomicBool = AtomicBool::new(false);
 
+/// Colour in text logs: only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>); never in a file or a pipe (`outpost demo > demo.log 2>&1`).
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Installs the global subscriber once; `RUST_LOG` overrides `level`.
 pub fn init(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
@@ -20,9 +26,7 @@ pub fn init(level: &str, format: LogFormat) {
         .with_target(false);
     JSON.store(format == LogFormat::Json, Ordering::Relaxed);
     let _ = match format {
-        LogFormat::Text => builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(colour()).try_init(),
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
