@@ -208,3 +208,77 @@ fn metric_names_and_selector_labels_are_found() {
     assert!(exp.contains_key("outpost_x_total") && exp.contains_key("outpost_h_bucket"));
     assert_eq!(exp["outpost_y"].len(), 2);
 }
+
+/// The Debian package's inputs (Cargo.toml `[package.metadata.deb]`, built by
+/// tools/package.sh): every asset exists, the conffiles are installed assets, the unit
+/// reloads with SIGHUP, and the packaged config passes `outpost check`.
+#[test]
+fn debian_package_metadata_points_at_real_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let manifest: toml::Value = std::fs::read_to_string(repo("Cargo.toml"))
+        .expect("Cargo.toml")
+        .parse()
+        .expect("valid TOML");
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let assets = deb["assets"].as_array().expect("assets");
+    let mut installed = BTreeSet::new();
+    for a in assets {
+        let a = a.as_array().expect("[source, dest, mode]");
+        let (src, dest) = (a[0].as_str().expect("src"), a[1].as_str().expect("dest"));
+        if !src.starts_with("target/") {
+            assert!(repo(src).is_file(), "asset {src} missing");
+        }
+        let dest = if dest.ends_with('/') {
+            format!("/{dest}{}", src.rsplit('/').next().unwrap_or(src))
+        } else {
+            format!("/{dest}")
+        };
+        installed.insert(dest);
+    }
+    assert!(installed.contains("/usr/bin/outpost"), "{installed:?}");
+    for conf in deb["conf-files"].as_array().expect("conf-files") {
+        let conf = conf.as_str().expect("path");
+        assert!(installed.contains(conf), "conffile {conf} is not installed");
+    }
+    assert!(deb["conf-files"].as_array().is_some_and(|c| c
+        .iter()
+        .any(|v| v.as_str() == Some("/etc/outpost/outpost.toml"))));
+    let scripts = deb["maintainer-scripts"]
+        .as_str()
+        .expect("maintainer-scripts");
+    for s in ["postinst", "postrm"] {
+        let path = repo(scripts).join(s);
+        let mode = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode();
+        assert!(mode & 0o111 != 0, "{s} not executable");
+        let text = std::fs::read_to_string(&path).expect("script");
+        assert!(
+            text.contains("#DEBHELPER#"),
+            "{s}: no #DEBHELPER# (systemd snippets)"
+        );
+    }
+    let postinst = std::fs::read_to_string(repo(scripts).join("postinst")).expect("postinst");
+    assert!(postinst.contains("adduser --system") && postinst.contains("/var/cache/outpost"));
+    let units = deb["systemd-units"]["unit-scripts"]
+        .as_str()
+        .expect("unit-scripts");
+    let unit = std::fs::read_to_string(repo(units).join("outpost.service")).expect("unit");
+    for line in [
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "ExecStart=/usr/bin/outpost run -c /etc/outpost/outpost.toml",
+        "User=outpost",
+        "CacheDirectory=outpost",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "unit lacks {line}");
+    }
+    let config = repo("deploy/debian/outpost.toml");
+    let out = crate::support::run_outpost(
+        &["check", "-c", config.to_str().expect("utf-8 path")],
+        &[],
+        std::time::Duration::from_secs(10),
+    );
+    assert_eq!(out.code, Some(0), "{}", out.all);
+    assert!(out.stdout.contains("/var/cache/outpost"), "{}", out.stdout);
+}
