@@ -40,11 +40,7 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
             )
         }
         ("GET" | "HEAD", "/status") => status(admin),
-        ("GET" | "HEAD", "/dashboard" | "/dashboard/") => reply(
-            200,
-            "text/html; charset=utf-8",
-            super::dashboard::PAGE.as_bytes().to_vec(),
-        ),
+        ("GET" | "HEAD", "/dashboard" | "/dashboard/") => super::dashboard::page(),
         ("GET" | "HEAD", "/dashboard/data") => {
             let since = session
                 .req_header()
@@ -192,7 +188,7 @@ fn json_reply(code: u16, v: &Value) -> Response<Vec<u8>> {
     reply(code, "application/json", body)
 }
 
-fn reply(code: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+pub(super) fn reply(code: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut r = Response::new(body);
     *r.status_mut() =
         http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -58,6 +58,11 @@ async fn dashboard_page_is_self_contained_and_its_data_matches_status() {
             .is_some_and(|c| c.starts_with("text/html")),
         "{page:?}"
     );
+    let csp = page.header("content-security-policy").unwrap_or_default();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{page:?}"
+    );
     let html = page.text();
     assert!(html.contains("<canvas") && html.contains("/dashboard/data"));
     for external in [
@@ -275,4 +280,107 @@ async fn dashboard_renders_in_headless_chromium_and_follows_traffic() {
         value(&dom, "mem-hits"),
         s["cache"]["memory"]["hits"].as_f64()
     );
+}
+
+/// The browser's DevTools WebSocket URL from its `DevTools listening on ws://...` line.
+fn devtools_url(stderr: impl std::io::Read) -> Option<String> {
+    use std::io::BufRead;
+    std::io::BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split_once("DevTools listening on ")
+                .map(|(_, url)| url.trim().to_string())
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_purge_form_sends_the_token_and_purges() {
+    let (Some(chromium), Ok(_)) = (
+        find_chromium(),
+        Command::new("node").arg("--version").output(),
+    ) else {
+        eprintln!("SKIPPED: needs chromium and node (tools/test.sh installs both)");
+        return;
+    };
+    let (origin, outpost, _) = dashboard_outpost().await;
+    assert_eq!(outpost.get("site.test", "/c").await.status, 200);
+    let r = outpost.get("site.test", "/c").await;
+    assert!(r.cache_status().contains("hit"), "{r:?}");
+
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut browser = Command::new(&chromium)
+        .args([
+            "--headless",
+            "--disable-gpu",
+            "--no-sandbox",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-port=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn chromium");
+    let stderr = browser.stderr.take().expect("chromium stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(devtools_url(stderr));
+    });
+    let ws = rx.recv_timeout(Duration::from_secs(30)).ok().flatten();
+    let Some(ws) = ws else {
+        let _ = browser.kill();
+        let _ = browser.wait();
+        panic!("chromium printed no DevTools URL");
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/dashboard_form.mjs");
+    let page = format!("http://{}/dashboard", outpost.admin_addr());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("timeout")
+            .arg("60")
+            .arg("node")
+            .arg("--experimental-websocket")
+            .arg("--no-warnings")
+            .arg(script)
+            .args([
+                ws.as_str(),
+                page.as_str(),
+                "http://site.test/c",
+                "wrong-token",
+            ])
+            .arg(crate::support::TOKEN)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .expect("node thread");
+    let _ = browser.kill();
+    let _ = browser.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "form driver failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).expect("driver JSON");
+    let results = v["results"].as_array().expect("results");
+    assert!(
+        results[0].as_str().is_some_and(|r| r.starts_with("403")),
+        "wrong token: {v}"
+    );
+    assert!(
+        results[1]
+            .as_str()
+            .is_some_and(|r| r.starts_with("200") && r.contains("\"purged\": 1")),
+        "right token: {v}"
+    );
+    assert!(v["listed"].as_u64() >= Some(1), "{v}");
+    // Purged for real: the next request goes to the origin.
+    let before = origin.hits("/c");
+    let r = outpost.get("site.test", "/c").await;
+    assert!(!r.cache_status().contains("hit"), "{r:?}");
+    assert_eq!(origin.hits("/c"), before + 1);
 }
