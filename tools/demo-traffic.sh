@@ -3,10 +3,9 @@
 # some misses (new query strings), Range requests on the media file and a purge now and
 # then, for SECONDS_TO_RUN seconds (default 60).
 #
-#   tools/demo-traffic.sh [PROXY] [ADMIN]      # defaults 127.0.0.1:8080 127.0.0.1:9090
+#   tools/demo-traffic.sh [PROXY]      # default 127.0.0.1:8080 (the demo prints its proxy address)
 set -euo pipefail
 PROXY=${1:-127.0.0.1:8080}
-ADMIN=${2:-127.0.0.1:9090}
 END=$(( $(date +%s) + ${SECONDS_TO_RUN:-60} ))
 i=0
 while [ "$(date +%s)" -lt "$END" ]; do

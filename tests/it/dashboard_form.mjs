@@ -55,6 +55,21 @@ async function main() {
   }
   // The purge list picks the purge up on the next poll.
   const listed = await until(`document.querySelectorAll("#purges tr.purge").length`, "purge row");
-  console.log(JSON.stringify({ results, listed }));
+  // The charts drew data: pixels of the request-rate line above the zero line, and of the
+  // hit-ratio line (drawn only over two seconds in a row with lookups).
+  const drawn = await until(`(() => {
+    const count = (id, rgb) => {
+      const c = document.getElementById(id);
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height - 30 * (window.devicePixelRatio || 1)).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) {
+        if (Math.abs(d[i] - rgb[0]) < 10 && Math.abs(d[i + 1] - rgb[1]) < 10 && Math.abs(d[i + 2] - rgb[2]) < 10 && d[i + 3] > 200) n++;
+      }
+      return n;
+    };
+    const out = { rps: count("c-rps", [78, 161, 255]), hit: count("c-hit", [62, 207, 142]) };
+    return out.rps > 10 && out.hit > 10 ? out : null;
+  })()`, "charts with data");
+  console.log(JSON.stringify({ results, listed, drawn }));
 }
 main().then(() => process.exit(0), (e) => { console.error(String(e)); process.exit(1); });
