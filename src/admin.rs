@@ -2,6 +2,7 @@
 //! purge and config endpoints. Mutating calls need the bearer token (`auth.rs`).
 
 pub mod auth;
+mod dashboard;
 mod routes;
 
 use crate::state::Shared;

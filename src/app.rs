@@ -174,6 +174,7 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
         // Every purge missed while away is applied before the disk tier serves.
         block_on(f.sync_at_start(&shared))?;
     }
+    crate::dashboard::start_sampler(&shared);
 
     let http = pingora::proxy::http_proxy(
         &server.configuration,
@@ -312,7 +313,7 @@ pub fn announce_when_accepting(bound: &Bound, ready: Option<String>) {
                     }
                     std::thread::sleep(Duration::from_millis(5));
                 }
-                eprintln!("listening {kind}={addr}");
+                crate::logging::announce_listening(kind, addr);
             }
             drop(held); // Pingora's listeners have the ports now
             if let Some(text) = ready {

@@ -27,7 +27,8 @@ pub fn run() -> Result<(), Error> {
     let admin_addr = built.bound.admin;
     let banner = format!(
         "outpost demo\n  proxy:  http://{p}/\n  origin: http://{origin}/   (sample content, served through the proxy)\n  \
-         admin:  http://{admin_addr}/status   (also /metrics, /readyz)\n\nTry:\n  \
+         admin:  http://{admin_addr}/status   (also /metrics, /readyz)\n  \
+         dashboard: http://{admin_addr}/dashboard   (live charts; tools/demo-traffic.sh sends traffic)\n\nTry:\n  \
          curl -si http://{p}/hello.txt | grep -i cache-status     # 1st: miss, stored\n  \
          curl -si http://{p}/hello.txt | grep -i cache-status     # 2nd: hit\n  \
          curl -si -X PURGE http://{p}/hello.txt                   # purge it\n\

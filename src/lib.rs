@@ -9,7 +9,7 @@
 //! - `proxy`: the `ProxyHttp` request path (routing, headers, errors, cache hooks)
 //! - `cache`: cache key, RFC 9111 policy, storage tiers, purge, Cache-Status
 //! - `upstream`: origin pools, selection, health checks
-//! - `admin`, `ops`: admin API and the operations behind it
+//! - `admin`, `ops`, `dashboard`: admin API, the operations behind it, the live dashboard
 //! - `tls`: TLS listeners (SNI certificate choice, h2)
 //! - `metrics`, `access_log`, `logging`: observability
 //! - `demo`: the built-in sample origin
@@ -20,6 +20,7 @@ pub mod app;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod error;
 pub mod fleet;

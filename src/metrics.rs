@@ -8,6 +8,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 type Labels = Vec<(&'static str, String)>;
 type HistFamily = Family<Labels, Histogram, fn() -> Histogram>;
@@ -109,6 +111,38 @@ pub struct Metrics {
     pub cluster_lag: Gauge,
     /// `outpost_cluster_purge_seconds`
     pub cluster_purge_seconds: Histogram,
+    /// `outpost_sent_bytes_total`: response body bytes sent to clients (not in the contract;
+    /// the dashboard's and Grafana's bandwidth).
+    pub sent_bytes: Counter,
+    /// Client requests per status class (all routes; the dashboard's request rate).
+    pub requests_by_class: [Counter; 5],
+    /// Origin response times per origin name, for the dashboard (the histogram cannot be read).
+    origin_latency: parking_lot::Mutex<std::collections::BTreeMap<String, Arc<Latency>>>,
+}
+
+/// Count and sum of origin response times of one origin (read by the dashboard sampler).
+#[derive(Debug, Default)]
+pub struct Latency {
+    count: AtomicU64,
+    micros: AtomicU64,
+}
+
+impl Latency {
+    /// Records one response time.
+    pub fn record(&self, secs: f64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        // Saturating float-to-int cast: a negative or NaN duration counts as 0.
+        self.micros
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    /// (responses, total microseconds) so far.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.count.load(Ordering::Relaxed),
+            self.micros.load(Ordering::Relaxed),
+        )
+    }
 }
 
 impl Default for Metrics {
@@ -229,6 +263,12 @@ impl Metrics {
             "Fleet purge: accepted here until every live node acknowledged",
             cluster_purge_seconds.clone(),
         );
+        let sent_bytes = Counter::default();
+        registry.register(
+            "outpost_sent_bytes",
+            "Response body bytes sent to clients",
+            sent_bytes.clone(),
+        );
         let mut lookup_handles = Vec::new();
         for r in LookupResult::ALL {
             for t in TierLabel::ALL {
@@ -274,7 +314,47 @@ impl Metrics {
             cluster_up,
             cluster_lag,
             cluster_purge_seconds,
+            sent_bytes,
+            requests_by_class: Default::default(),
+            origin_latency: Default::default(),
         }
+    }
+
+    /// The dashboard's response-time counters of `origin` (shared by every pool of that name,
+    /// so they carry over reloads).
+    pub fn origin_latency(&self, origin: &str) -> Arc<Latency> {
+        self.origin_latency
+            .lock()
+            .entry(origin.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Cache lookups so far, indexed `[result][tier]` in the order
+    /// hit, miss, stale, pass, expired × memory, disk, none.
+    pub fn lookup_counts(&self) -> [[u64; 3]; 5] {
+        let mut out = [[0u64; 3]; 5];
+        for (i, c) in self.lookup_handles.iter().enumerate() {
+            if let Some(slot) = out
+                .get_mut(i / TierLabel::ALL.len())
+                .and_then(|r| r.get_mut(i % TierLabel::ALL.len()))
+            {
+                *slot = c.get();
+            }
+        }
+        out
+    }
+
+    /// Open client connections over every listener kind.
+    pub fn open_connections(&self) -> i64 {
+        ["proxy", "tls"]
+            .iter()
+            .map(|l| {
+                self.connections
+                    .get_or_create(&vec![("listener", l.to_string())])
+                    .get()
+            })
+            .sum()
     }
 
     /// Pre-created request counters for one route label, one per status class.

@@ -160,6 +160,18 @@ pub async fn apply_purge(
         who, via, urls = ?input.urls, tags = ?input.tags, prefixes = ?input.prefixes, hosts = ?input.hosts,
         all = input.all, soft = input.soft, purged = ?result.purged, took_ms, "purge"
     );
+    shared
+        .dashboard
+        .record_purge(crate::dashboard::PurgeRecord {
+            at: crate::dashboard::now_ms(),
+            id: result.id.to_string(),
+            via: via.to_string(),
+            who: who.to_string(),
+            what: crate::dashboard::describe(&input),
+            soft: result.soft,
+            purged: result.purged,
+            took_ms,
+        });
     (
         200,
         json!({ "id": result.id.to_string(), "purged": result.purged, "took_ms": took_ms }),

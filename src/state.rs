@@ -93,6 +93,8 @@ pub struct Shared {
     pub access_log: AccessLog,
     pub cache: &'static crate::cache::CacheLayer,
     pub started: Instant,
+    /// Rate history and recent purges for `GET /dashboard`.
+    pub dashboard: crate::dashboard::Dashboard,
     inflight: AtomicUsize,
     /// Open client connections on the proxy listeners (counted by `front`).
     pub connections: Arc<AtomicUsize>,
@@ -118,6 +120,7 @@ impl Shared {
             access_log,
             cache,
             started: Instant::now(),
+            dashboard: crate::dashboard::Dashboard::default(),
             inflight: AtomicUsize::new(0),
             connections: Arc::new(AtomicUsize::new(0)),
             certs,

@@ -8,12 +8,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-# Pingora builds zlib-ng with cmake; the cache-tests suite needs Node.js >= 20.18.
+# Pingora builds zlib-ng with cmake; the cache-tests suite needs Node.js >= 20.18; the
+# dashboard test runs the page in headless chromium (tests/it/dashboard.rs); the fleet tests
+# run a real NATS server with JetStream.
 export PATH="$PATH:/usr/sbin"
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
-# The fleet tests run a real NATS server with JetStream.
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+  || command -v google-chrome >/dev/null 2>&1 || need+=(chromium)
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 if [ "${SKIP_CACHE_TESTS:-0}" != 1 ]; then
   command -v node >/dev/null 2>&1 || need+=(nodejs npm)

@@ -40,6 +40,28 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
             )
         }
         ("GET" | "HEAD", "/status") => status(admin),
+        ("GET" | "HEAD", "/dashboard" | "/dashboard/") => super::dashboard::page(),
+        ("GET" | "HEAD", "/dashboard/data") => {
+            let since = session
+                .req_header()
+                .uri
+                .query()
+                .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("since=")))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let cache = admin.ops.cache_status();
+            let data = crate::dashboard::data(&admin.shared, cache, since);
+            let mut r = reply(
+                200,
+                "application/json",
+                serde_json::to_vec(&data).unwrap_or_default(),
+            );
+            r.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            r
+        }
         ("GET" | "HEAD", "/config") => json_reply(200, &admin.ops.config()),
         ("POST", "/purge" | "/config/reload" | "/config/rollback") => {
             let auth_header = session
@@ -69,7 +91,7 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
         (
             _,
             "/healthz" | "/readyz" | "/metrics" | "/status" | "/config" | "/purge"
-            | "/config/reload" | "/config/rollback",
+            | "/config/reload" | "/config/rollback" | "/dashboard" | "/dashboard/data",
         ) => json_reply(
             405,
             &json!({ "error": format!("method {method} not allowed on {path}") }),
@@ -167,7 +189,7 @@ fn json_reply(code: u16, v: &Value) -> Response<Vec<u8>> {
     reply(code, "application/json", body)
 }
 
-fn reply(code: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+pub(super) fn reply(code: u16, ctype: &str, body: Vec<u8>) -> Response<Vec<u8>> {
     let mut r = Response::new(body);
     *r.status_mut() =
         http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);

@@ -32,9 +32,22 @@ pub fn finish(shared: &Shared, session: &Session, e: Option<&Error>, ctx: &mut R
             }
         }
     }
+    if status > 0 {
+        if let Some(c) = shared
+            .metrics
+            .requests_by_class
+            .get(crate::metrics::class_index(status))
+        {
+            c.inc();
+        }
+    }
     if session.subrequest_ctx.is_some() {
         return;
     }
+    shared
+        .metrics
+        .sent_bytes
+        .inc_by(u64::try_from(session.body_bytes_sent()).unwrap_or(0));
     if ctx.route.is_some() && ctx.local_status.is_none() {
         let (result, tier) = crate::cache::status::lookup_result(session, ctx);
         shared.metrics.lookup(result, tier);

@@ -285,6 +285,7 @@ pub fn on_response(resp: &ResponseHeader, ctx: &mut RequestCtx) {
         ctx.upstream_ms = Some(secs * 1000.0);
         if let Some(pool) = &ctx.pool {
             pool.duration.observe(secs);
+            pool.latency.record(secs);
         }
     }
     if let Some(server) = &ctx.server {

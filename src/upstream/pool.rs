@@ -115,6 +115,8 @@ pub struct Pool {
     epoch: Instant,
     /// `outpost_origin_duration_seconds{origin}`
     pub duration: Histogram,
+    /// The same times for the dashboard.
+    pub latency: Arc<crate::metrics::Latency>,
 }
 
 impl Pool {
@@ -172,7 +174,9 @@ impl Pool {
             Selection::LeastConn => Selector::LeastConn,
         };
         let duration = metrics.origin_duration(&cfg.name);
+        let latency = metrics.origin_latency(&cfg.name);
         Self {
+            latency,
             ca,
             cfg,
             servers,

@@ -7,7 +7,7 @@ mod origin;
 mod outpost;
 mod resp;
 
-pub(crate) use cli::{run_outpost, CliOutput};
+pub(crate) use cli::{run_outpost, spawn_capture, CliOutput};
 pub(crate) use origin::{Origin, Reply, Req};
 pub(crate) use outpost::{Health, OriginSpec, Outpost, TOKEN};
 pub(crate) use resp::{parse_metric, Resp};

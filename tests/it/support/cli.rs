@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 pub(crate) struct Captured {
     all: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
     readers: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -26,18 +27,25 @@ impl Captured {
         self.stdout.lock().clone()
     }
 
+    /// stderr alone.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().clone()
+    }
+
     fn follow(&self, stream: impl Read + Send + 'static, is_stdout: bool) {
         let all = self.all.clone();
-        let stdout = self.stdout.clone();
+        let own = if is_stdout {
+            self.stdout.clone()
+        } else {
+            self.stderr.clone()
+        };
         let reader = std::thread::spawn(move || {
             let mut reader = BufReader::new(stream);
             let mut line = Vec::new();
             while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
                 let text = String::from_utf8_lossy(&line);
                 all.lock().push_str(&text);
-                if is_stdout {
-                    stdout.lock().push_str(&text);
-                }
+                own.lock().push_str(&text);
                 line.clear();
             }
         });

@@ -466,6 +466,11 @@ impl Outpost {
         outpost
     }
 
+    /// What the process wrote on stderr so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.output.stderr()
+    }
+
     /// Everything the process printed so far (stdout and stderr, interleaved by line).
     pub(crate) fn output(&self) -> String {
         self.output.text()
