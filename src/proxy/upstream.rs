@@ -51,7 +51,7 @@ pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
 /// How long an idle pooled origin connection is kept: below the 5 s keep-alive timeout of
 /// Node.js and Apache httpd, so outpost closes it before the origin does (a request sent on
 /// a connection the origin is closing fails; see [`proxy_error`]).
-const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
+pub(crate) const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 
 /// The peer for `server` of the origin `cfg` (TLS, SNI, timeouts).
 pub fn peer_for(pool: &Pool, server: &Server) -> HttpPeer {

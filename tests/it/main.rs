@@ -20,5 +20,6 @@ mod lifecycle;
 mod operations;
 mod purge;
 mod routing;
+mod slicing;
 mod tiers;
 mod tls;

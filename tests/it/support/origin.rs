@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -124,6 +124,60 @@ impl Reply {
         self
     }
 
+    /// Body bytes this reply sends (streamed ones counted in full).
+    fn body_len(&self) -> u64 {
+        match &self.body {
+            ReplyBody::Full(b) => b.len() as u64,
+            ReplyBody::Stream { chunk, count, .. } => (chunk.len() * count) as u64,
+        }
+    }
+
+    /// A Range-capable reply from `body` (RFC 9110 §14): one `bytes=` range gives 206 with
+    /// Content-Range (416 with `bytes */LEN` past the end), anything else 200 in full;
+    /// `If-Match` other than `etag` gives 412. Always `ETag: etag`, `Accept-Ranges: bytes`.
+    pub(crate) fn ranged(req: &Req, body: &Bytes, etag: &str) -> Self {
+        let len = body.len() as u64;
+        let base = |r: Reply| {
+            r.header("etag", etag)
+                .header("accept-ranges", "bytes")
+                .header("content-type", "video/mp4")
+        };
+        if req.header("if-match").is_some_and(|m| m.trim() != etag) {
+            return base(Reply::status(412, ""));
+        }
+        let range = req.header("range").and_then(|r| {
+            let spec = r.strip_prefix("bytes=")?.to_string();
+            let (a, b) = spec.split_once('-')?;
+            let a: u64 = a.parse().ok()?;
+            let b: u64 = if b.is_empty() {
+                u64::MAX
+            } else {
+                b.parse().ok()?
+            };
+            Some((a, b))
+        });
+        match range {
+            None => base(Reply {
+                headers: Vec::new(),
+                ..Reply::ok(body.clone())
+            }),
+            Some((a, _)) if a >= len => Reply {
+                headers: Vec::new(),
+                ..Reply::status(416, "")
+            }
+            .header("content-range", format!("bytes */{len}")),
+            Some((a, b)) => {
+                let end = b.min(len - 1);
+                let part = body.slice(a as usize..=end as usize);
+                base(Reply {
+                    headers: Vec::new(),
+                    ..Reply::status(206, part)
+                })
+                .header("content-range", format!("bytes {a}-{end}/{len}"))
+            }
+        }
+    }
+
     /// Waits this long before sending the response head.
     pub(crate) fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
@@ -140,6 +194,7 @@ struct State {
     requests: Mutex<Vec<Req>>,
     routes: Mutex<HashMap<String, Handler>>,
     health: AtomicU16,
+    bytes: AtomicU64,
 }
 
 impl State {
@@ -200,6 +255,7 @@ impl OriginBuilder {
             requests: Mutex::new(Vec::new()),
             routes: Mutex::new(self.routes),
             health: AtomicU16::new(200),
+            bytes: AtomicU64::new(0),
         });
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = tokio::spawn(accept_loop(listener, state.clone(), tasks.clone()));
@@ -263,6 +319,11 @@ impl Origin {
             .filter(|(p, _)| p.as_str() != "/health")
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// Response body bytes sent so far (HEAD responses counted as if they had a body).
+    pub(crate) fn bytes_sent(&self) -> u64 {
+        self.state.bytes.load(Ordering::SeqCst)
     }
 
     /// The most recent request for `path`.
@@ -376,6 +437,9 @@ async fn handle(
         n: 0,
     });
     let reply = state.reply_for(&req);
+    if req.method != "HEAD" {
+        state.bytes.fetch_add(reply.body_len(), Ordering::SeqCst);
+    }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
