@@ -149,9 +149,15 @@ async fn prepare(
         return Ok(None);
     }
     let base = crate::cache::cache_key(layer, session, ctx)?;
-    // An object the normal path stored whole (its origin does not slice) is served as such.
-    if fetch::unsliced(&base) || layer.storage.peek(&base).await.is_some() {
+    // An object the normal path stored whole (its origin does not slice) is served as such
+    // (and a fresh error page the normal path stored, too).
+    if fetch::unsliced(&base) {
         return Ok(None);
+    }
+    if let Some(whole) = layer.storage.peek(&base).await {
+        if whole.response_header().status == 200 || whole.is_fresh(SystemTime::now()) {
+            return Ok(None);
+        }
     }
     let mut up = req.clone();
     up.set_method(http::Method::GET);
@@ -196,7 +202,10 @@ async fn obtain(job: &Arc<Job>, index: u64, expect: Option<&Rep>) -> Result<Got,
         fetch::fill(job, index, expect).await?;
         filled = true;
     }
-    Err(Stop::Failed(format!("slice {index} was not stored")))
+    Err(Stop::Failed(
+        ErrorType::InternalError,
+        format!("slice {index} was not stored"),
+    ))
 }
 
 /// The header of slice `index` as stored, when it is fresh.
@@ -227,7 +236,9 @@ async fn answer(job: &Arc<Job>, session: &mut Session, ctx: &mut RequestCtx) -> 
         let known = peek(job, 0).await;
         if let Some((rep, _, _)) = known.as_ref().and_then(|m| Rep::of(m.response_header())) {
             match slice::resolve(want, rep.total) {
-                None if if_range.is_none() => return unsatisfiable(session, ctx, rep.total).await,
+                None if if_range.is_none() => {
+                    return unsatisfiable(session, ctx, rep.total, true).await
+                }
                 None => {}
                 Some(span) => k0 = span.start / job.size,
             }
@@ -236,7 +247,7 @@ async fn answer(job: &Arc<Job>, session: &mut Session, ctx: &mut RequestCtx) -> 
     let mut first = match obtain(job, k0, None).await {
         Ok(got) => got,
         Err(Stop::Unsatisfiable(Some(total))) if want != Want::Full => {
-            return unsatisfiable(session, ctx, total).await;
+            return unsatisfiable(session, ctx, total, false).await;
         }
         Err(stop) => return settle(session, stop),
     };
@@ -247,7 +258,7 @@ async fn answer(job: &Arc<Job>, session: &mut Session, ctx: &mut RequestCtx) -> 
         want = Want::Full;
     }
     let Some(span) = slice::resolve(want, rep.total) else {
-        return unsatisfiable(session, ctx, rep.total).await;
+        return unsatisfiable(session, ctx, rep.total, first.cached).await;
     };
     if slice::not_modified(session.req_header(), first.meta.response_header()) {
         return not_modified(session, ctx, &first).await;
@@ -314,7 +325,7 @@ fn settle(session: &mut Session, stop: Stop) -> Result<Outcome> {
             Ok(Outcome::Fallback)
         }
         Stop::Mismatch => Ok(Outcome::Restart),
-        Stop::Failed(why) => Err(Error::explain(ErrorType::ConnectError, why).into_up()),
+        Stop::Failed(kind, why) => Err(Error::explain(kind, why).into_up()),
     }
 }
 
@@ -339,11 +350,13 @@ fn cache_status(status: Status, first: &CacheMeta) -> String {
 /// The client's response header from the first slice's stored one.
 fn client_header(
     job: &Job,
-    first: &CacheMeta,
+    first: &Got,
     code: u16,
     status: Status,
     ctx: &mut RequestCtx,
 ) -> Result<ResponseHeader> {
+    let tier = tier_label(first);
+    let first = &first.meta;
     let stored = first.response_header();
     let mut resp = ResponseHeader::build(code, Some(stored.headers.len() + 6))?;
     const SKIP: [&str; 9] = [
@@ -380,8 +393,19 @@ fn client_header(
         Status::Hit => LookupResult::Hit,
         Status::Partial | Status::Miss => LookupResult::Miss,
     };
-    ctx.cache.sliced = Some((result, TierLabel::Memory));
+    ctx.cache.sliced = Some((result, tier));
     Ok(resp)
+}
+
+/// The `tier` label of the lookup metric: where the first slice came from.
+fn tier_label(first: &Got) -> TierLabel {
+    if !first.cached {
+        return TierLabel::None;
+    }
+    match Storage::hit_tier(&first.hit) {
+        crate::cache::storage::Tier::Memory => TierLabel::Memory,
+        crate::cache::storage::Tier::Disk => TierLabel::Disk,
+    }
 }
 
 fn no_compression(session: &mut Session) {
@@ -393,17 +417,27 @@ fn no_compression(session: &mut Session) {
     }
 }
 
-/// 416 with `Content-Range: bytes */LEN` (RFC 9110 §15.5.17).
-async fn unsatisfiable(session: &mut Session, ctx: &mut RequestCtx, total: u64) -> Result<Outcome> {
+/// 416 with `Content-Range: bytes */LEN` (RFC 9110 §15.5.17); the length came from a
+/// stored slice when `cached`, else from the origin.
+async fn unsatisfiable(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    total: u64,
+    cached: bool,
+) -> Result<Outcome> {
     let body = Bytes::from("416 Range Not Satisfiable\n");
     let mut resp = ResponseHeader::build(416, Some(4))?;
     resp.insert_header("content-type", "text/plain; charset=utf-8")?;
     resp.insert_header("content-range", format!("bytes */{total}"))?;
     resp.insert_header("content-length", body.len().to_string())?;
-    let cs = "outpost; hit";
+    let (cs, result) = if cached {
+        ("outpost; hit", LookupResult::Hit)
+    } else {
+        ("outpost; fwd=uri-miss", LookupResult::Miss)
+    };
     resp.insert_header("cache-status", cs)?;
     ctx.cache_status = Some(cs.to_string());
-    ctx.cache.sliced = Some((LookupResult::Hit, TierLabel::Memory));
+    ctx.cache.sliced = Some((result, TierLabel::None));
     no_compression(session);
     let head = session.req_header().method == http::Method::HEAD;
     session.write_response_header(Box::new(resp), head).await?;
@@ -443,7 +477,7 @@ async fn not_modified(session: &mut Session, ctx: &mut RequestCtx, first: &Got) 
     } else {
         LookupResult::Miss
     };
-    ctx.cache.sliced = Some((result, TierLabel::Memory));
+    ctx.cache.sliced = Some((result, tier_label(first)));
     no_compression(session);
     session.write_response_header(Box::new(resp), true).await?;
     Ok(Outcome::Done)
@@ -462,7 +496,7 @@ async fn respond(
     let span = plan.span;
     let len = span.end - span.start;
     let code = if span.partial { 206 } else { 200 };
-    let mut resp = client_header(job, &first.meta, code, status, ctx)?;
+    let mut resp = client_header(job, &first, code, status, ctx)?;
     resp.insert_header("content-length", len.to_string())?;
     resp.insert_header("accept-ranges", "bytes")?;
     if span.partial {

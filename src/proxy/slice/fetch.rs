@@ -32,8 +32,9 @@ pub(crate) enum Stop {
     /// The origin has another representation than the one being assembled (412, or a
     /// slice of another validator or length).
     Mismatch,
-    /// The origin could not be reached or broke the response.
-    Failed(String),
+    /// The origin could not be reached, timed out or broke the response (the error kind
+    /// picks 502, 503 or 504).
+    Failed(ErrorType, String),
 }
 
 /// Slices being fetched (until their fill is registered in storage): one fetch per slice.
@@ -103,7 +104,10 @@ pub(crate) async fn fill(job: &Arc<Job>, index: u64, expect: Option<&Rep>) -> Re
         Ok(v) => v.clone(),
         Err(_) => None,
     };
-    outcome.unwrap_or(Err(Stop::Failed("slice fill went away".into())))
+    outcome.unwrap_or(Err(Stop::Failed(
+        ErrorType::InternalError,
+        "slice fill went away".into(),
+    )))
 }
 
 type Tx = watch::Sender<Option<Result<(), Stop>>>;
@@ -132,7 +136,7 @@ async fn run(job: Arc<Job>, index: u64, key: CacheKey, expect: Option<Rep>, tx: 
     };
     let mut writer = match job.storage.get_miss_handler(&key, &meta, &span()).await {
         Ok(w) => w,
-        Err(e) => return publish(&tx, &bin, Err(Stop::Failed(e.to_string()))),
+        Err(e) => return publish(&tx, &bin, Err(failed(e))),
     };
     publish(&tx, &bin, Ok(()));
     let want = Rep::of(meta.response_header()).map_or(0, |(_, first, last)| last - first + 1);
@@ -171,6 +175,10 @@ async fn run(job: Arc<Job>, index: u64, key: CacheKey, expect: Option<Rep>, tx: 
     }
 }
 
+fn failed(e: Box<Error>) -> Stop {
+    Stop::Failed(e.etype().clone(), e.to_string())
+}
+
 /// Sends the slice request and judges the origin's response head.
 async fn head(
     job: &Job,
@@ -185,10 +193,9 @@ async fn head(
     let server = job
         .pool
         .select(pq, &[])
-        .ok_or_else(|| Stop::Failed("no healthy server".into()))?;
+        .ok_or_else(|| Stop::Failed(ErrorType::HTTPStatus(503), "no healthy server".into()))?;
     let peer = peer_for(&job.pool, &server);
     let mut req = job.req.clone();
-    let failed = |e: Box<Error>| Stop::Failed(e.to_string());
     req.insert_header("range", slice::origin_range(job.size, index))
         .map_err(failed)?;
     if let Some(rep) = expect {
@@ -221,11 +228,15 @@ async fn head(
             Err(e) => return Err(failed(e)),
         }
     }
-    let http = http.ok_or_else(|| Stop::Failed("origin did not answer".into()))?;
+    let http =
+        http.ok_or_else(|| Stop::Failed(ErrorType::ConnectError, "origin did not answer".into()))?;
     let response_time = SystemTime::now();
-    let resp = http
-        .response_header()
-        .ok_or_else(|| Stop::Failed("origin sent no response header".into()))?;
+    let resp = http.response_header().ok_or_else(|| {
+        Stop::Failed(
+            ErrorType::InvalidHTTPHeader,
+            "origin sent no response header".into(),
+        )
+    })?;
     let status = resp.status.as_u16();
     if let Some(c) = server.requests.get(crate::metrics::class_index(status)) {
         c.inc();
@@ -248,10 +259,13 @@ async fn head(
     let start = index.saturating_mul(job.size);
     let end = start.saturating_add(job.size).min(rep.total);
     if first != start || last.saturating_add(1) != end {
-        return Err(Stop::Failed(format!(
-            "origin's Content-Range {:?} is not slice {index}",
-            got("content-range")
-        )));
+        return Err(Stop::Failed(
+            ErrorType::InvalidHTTPHeader,
+            format!(
+                "origin's Content-Range {:?} is not slice {index}",
+                got("content-range")
+            ),
+        ));
     }
     if expect.is_some_and(|e| *e != rep) {
         return Err(Stop::Mismatch);
