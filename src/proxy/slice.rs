@@ -214,6 +214,35 @@ async fn peek(job: &Job, index: u64) -> Option<CacheMeta> {
     meta.is_fresh(SystemTime::now()).then_some(meta)
 }
 
+/// The header of a fresh stored slice of the object: slice 0, else any in memory.
+async fn any_slice(job: &Job) -> Option<CacheMeta> {
+    if let Some(meta) = peek(job, 0).await {
+        return Some(meta);
+    }
+    let now = SystemTime::now();
+    job.storage
+        .peek_variant(&job.base, |m| {
+            m.is_fresh(now) && m.response_header().headers.contains_key("content-range")
+        })
+        .await
+}
+
+/// HEAD answered from a stored slice's header, as a 200 of the whole object.
+async fn head_from(
+    job: &Job,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    meta: &CacheMeta,
+    rep: &Rep,
+) -> Result<Outcome> {
+    let mut resp = client_header(job, meta, TierLabel::Memory, 200, Status::Hit, ctx)?;
+    resp.insert_header("content-length", rep.total.to_string())?;
+    resp.insert_header("accept-ranges", "bytes")?;
+    no_compression(session);
+    session.write_response_header(Box::new(resp), true).await?;
+    Ok(Outcome::Done)
+}
+
 /// One attempt at answering the request from slices.
 async fn answer(job: &Arc<Job>, session: &mut Session, ctx: &mut RequestCtx) -> Result<Outcome> {
     let req = session.req_header();
@@ -230,10 +259,18 @@ async fn answer(job: &Arc<Job>, session: &mut Session, ctx: &mut RequestCtx) -> 
         Want::From(a, _) => a / job.size,
         Want::Full | Want::Suffix(_) => 0,
     };
-    // The length from a stored slice 0, when the range starts elsewhere: a range past the
+    // HEAD without a range: any stored slice has the header.
+    if head && want == Want::Full && if_range.is_none() {
+        if let Some(meta) = any_slice(job).await {
+            if let Some((rep, _, _)) = Rep::of(meta.response_header()) {
+                return head_from(job, session, ctx, &meta, &rep).await;
+            }
+        }
+    }
+    // The length from a stored slice, when the range starts past slice 0: a range past the
     // end or a suffix needs no other slice to be fetched.
     if want != Want::Full && k0 != 0 || matches!(want, Want::Suffix(_)) {
-        let known = peek(job, 0).await;
+        let known = any_slice(job).await;
         if let Some((rep, _, _)) = known.as_ref().and_then(|m| Rep::of(m.response_header())) {
             match slice::resolve(want, rep.total) {
                 None if if_range.is_none() => {
@@ -350,13 +387,12 @@ fn cache_status(status: Status, first: &CacheMeta) -> String {
 /// The client's response header from the first slice's stored one.
 fn client_header(
     job: &Job,
-    first: &Got,
+    first: &CacheMeta,
+    tier: TierLabel,
     code: u16,
     status: Status,
     ctx: &mut RequestCtx,
 ) -> Result<ResponseHeader> {
-    let tier = tier_label(first);
-    let first = &first.meta;
     let stored = first.response_header();
     let mut resp = ResponseHeader::build(code, Some(stored.headers.len() + 6))?;
     const SKIP: [&str; 9] = [
@@ -496,7 +532,8 @@ async fn respond(
     let span = plan.span;
     let len = span.end - span.start;
     let code = if span.partial { 206 } else { 200 };
-    let mut resp = client_header(job, &first, code, status, ctx)?;
+    let tier = tier_label(&first);
+    let mut resp = client_header(job, &first.meta, tier, code, status, ctx)?;
     resp.insert_header("content-length", len.to_string())?;
     resp.insert_header("accept-ranges", "bytes")?;
     if span.partial {

@@ -20,6 +20,7 @@ mod lifecycle;
 mod operations;
 mod purge;
 mod routing;
+mod slice_targets;
 mod slicing;
 mod tiers;
 mod tls;

@@ -400,3 +400,29 @@ async fn a_change_found_after_the_header_cuts_the_response() {
     let r = outpost.get("media.test", PATH).await;
     assert!(r.body == v2, "after the cut: v2 only");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_and_416_come_from_any_stored_slice() {
+    let (current, body) = setup(14);
+    let origin = media_origin(&current, &[]).await;
+    let outpost = sliced(&origin).await;
+    let r = range(&outpost, &format!("bytes={}-{}", 5 * S, 5 * S + 10)).await;
+    assert_eq!(r.body, body.slice(5 * S..=5 * S + 10));
+    assert_eq!(origin.hits(PATH), 1, "slice 5 only");
+
+    let r = outpost.request("HEAD", "media.test", PATH, &[]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("content-length").unwrap(), LEN.to_string());
+    assert!(r.is_hit(), "{r:?}");
+    let r = range(&outpost, &format!("bytes={}-", LEN + 5)).await;
+    assert_eq!(r.status, 416);
+    assert_eq!(r.header("content-range").unwrap(), format!("bytes */{LEN}"));
+    let r = range(&outpost, "bytes=-10").await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.body, body.slice(LEN - 10..));
+    assert_eq!(
+        origin.hits(PATH),
+        2,
+        "HEAD and 416 from slice 5, the suffix fetched its slice"
+    );
+}

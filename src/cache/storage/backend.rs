@@ -128,6 +128,35 @@ impl Storage {
         judged(meta, v)
     }
 
+    /// The meta of a memory-tier variant of the URL of `key` that `accept` takes (at most
+    /// the first 64 variants are looked at): any stored slice of a sliced object.
+    pub async fn peek_variant(
+        &'static self,
+        key: &CacheKey,
+        accept: impl Fn(&CacheMeta) -> bool,
+    ) -> Option<CacheMeta> {
+        let variants: Vec<HashBinary> = {
+            let idx = self.index.lock();
+            idx.variants(&key.primary_bin())
+                .iter()
+                .take(64)
+                .copied()
+                .collect()
+        };
+        for k in variants {
+            let Some(entry) = self.memory.get(&k).await else {
+                continue;
+            };
+            if self.bans.verdict(entry.stamp, &entry.info) != Verdict::Keep {
+                continue;
+            }
+            if let Some(meta) = entry.cache_meta().ok().filter(|m| accept(m)) {
+                return Some(meta);
+            }
+        }
+        None
+    }
+
     /// Hard-purges the URL of `key`: every variant, so every slice of a sliced object
     /// (two slices of different representations were found). Requests that started
     /// before it must take a new [`super::PurgeEpoch`] to store again.
