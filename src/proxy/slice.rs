@@ -519,8 +519,8 @@ async fn not_modified(session: &mut Session, ctx: &mut RequestCtx, first: &Got) 
     Ok(Outcome::Done)
 }
 
-/// Sends the header, then the slices `plan.first..=plan.last` in order (read-ahead of one
-/// slice), cut to the span.
+/// Sends the header, then the slices `plan.first..=plan.last` in order (the next one read
+/// ahead from halfway through each), cut to the span.
 async fn respond(
     job: &Arc<Job>,
     session: &mut Session,
@@ -550,9 +550,6 @@ async fn respond(
     }
     let mut next = Some(first);
     for k in plan.first..=plan.last {
-        if k < plan.last {
-            read_ahead(job, k + 1, &plan.rep).await;
-        }
         let got = match next.take() {
             Some(g) => g,
             None => match obtain(job, k, Some(&plan.rep)).await {
@@ -563,7 +560,8 @@ async fn respond(
         let start = k * job.size;
         let from = span.start.max(start) - start;
         let to = span.end.min(start + job.slice_len(&plan.rep, k)) - start;
-        send_part(session, got.hit, from, to).await?;
+        let ahead = (k < plan.last).then(|| (job, k + 1, &plan.rep));
+        send_part(session, got.hit, from, to, ahead).await?;
     }
     session.write_response_body(None, true).await
 }
@@ -597,9 +595,18 @@ async fn cut(job: &Job, index: u64, stop: Stop) -> Box<Error> {
     .into_up()
 }
 
-/// Writes bytes `from..to` of a slice to the client.
-async fn send_part(session: &mut Session, mut hit: HitHandler, from: u64, to: u64) -> Result<()> {
+/// Writes bytes `from..to` of a slice to the client. Halfway through, starts filling the
+/// slice `ahead` names: early enough to hide the origin's latency, late enough that only
+/// about one and a half slices are in flight per response.
+async fn send_part(
+    session: &mut Session,
+    mut hit: HitHandler,
+    from: u64,
+    to: u64,
+    mut ahead: Option<(&Arc<Job>, u64, &Rep)>,
+) -> Result<()> {
     let (from, to) = (from as usize, to as usize);
+    let half = from + (to - from) / 2;
     let mut pos = 0;
     if hit.can_seek() && from > 0 {
         hit.seek(from, Some(to))?;
@@ -619,6 +626,14 @@ async fn send_part(session: &mut Session, mut hit: HitHandler, from: u64, to: u6
         session
             .write_response_body(Some(chunk.slice(lo..hi)), false)
             .await?;
+        if pos >= half {
+            if let Some((job, index, rep)) = ahead.take() {
+                read_ahead(job, index, rep).await;
+            }
+        }
+    }
+    if let Some((job, index, rep)) = ahead {
+        read_ahead(job, index, rep).await;
     }
     if pos < to {
         return Error::e_explain(ErrorType::ReadError, "stored slice shorter than its range");
