@@ -426,3 +426,38 @@ async fn head_and_416_come_from_any_stored_slice() {
         "HEAD and 416 from slice 5, the suffix fetched its slice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slices_without_a_strong_validator_and_errors_take_the_normal_path() {
+    let body = object(15, 200 * 1024);
+    let full = body.clone();
+    // 206 with only a weak ETag: slices cannot be proven to be of one representation.
+    let origin = Origin::new()
+        .handler(PATH, move |req: &Req| {
+            let mut plain = req.clone();
+            plain.headers.remove("if-match");
+            let mut r = Reply::ranged(&plain, &full, "W/\"weak\"");
+            r = r.header("cache-control", "max-age=600");
+            r
+        })
+        .route("/missing.mp4", Reply::status(404, "no such file"))
+        .start()
+        .await;
+    let outpost = sliced(&origin).await;
+    let r = range(&outpost, "bytes=0-99").await;
+    assert!(r.status == 200 || r.status == 206, "{r:?}");
+    let r = outpost.get("media.test", PATH).await;
+    assert!(r.body == body);
+    assert!(r.is_hit(), "stored whole by the normal path: {r:?}");
+
+    let r = outpost
+        .request(
+            "GET",
+            "media.test",
+            "/missing.mp4",
+            &[("range", "bytes=0-9")],
+        )
+        .await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(r.text(), "no such file");
+}
