@@ -145,6 +145,15 @@ impl Rep {
         (first <= last).then_some((rep, first, last))
     }
 
+    /// The conditional that makes the origin answer 304 when it still has this
+    /// representation (RFC 9110 §13.1.2, §13.1.3).
+    pub fn revalidation(&self) -> (&'static str, &str) {
+        match &self.validator {
+            Validator::ETag(e) => ("if-none-match", e),
+            Validator::LastModified(d) => ("if-modified-since", d),
+        }
+    }
+
     /// The request field that makes the origin refuse (412) any other representation.
     pub fn precondition(&self) -> (&'static str, &str) {
         match &self.validator {

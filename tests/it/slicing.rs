@@ -461,3 +461,32 @@ async fn slices_without_a_strong_validator_and_errors_take_the_normal_path() {
     assert_eq!(r.status, 404, "{r:?}");
     assert_eq!(r.text(), "no such file");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_slice_is_revalidated_on_its_own() {
+    let (current, body) = setup(16);
+    let cur = current.clone();
+    let origin = Origin::new()
+        .handler(PATH, move |req: &Req| {
+            let (b, etag) = cur.lock().clone();
+            Reply::ranged(req, &b, &etag).header("cache-control", "max-age=3")
+        })
+        .start()
+        .await;
+    let outpost = sliced(&origin).await;
+    let r = range(&outpost, "bytes=0-1023").await;
+    assert_eq!(r.body, body.slice(0..1024));
+    let sent = origin.bytes_sent();
+    tokio::time::sleep(Duration::from_millis(3600)).await;
+
+    let r = range(&outpost, "bytes=10-19").await;
+    assert_eq!(r.status, 206, "{r:?}");
+    assert_eq!(r.body, body.slice(10..20));
+    assert_eq!(origin.hits(PATH), 2);
+    let req = origin.last(PATH).unwrap();
+    assert_eq!(req.header("if-none-match").as_deref(), Some("\"v1\""));
+    assert_eq!(origin.bytes_sent(), sent, "a 304, no body");
+    let r = range(&outpost, "bytes=20-29").await;
+    assert!(r.is_hit(), "refreshed by the 304: {r:?}");
+    assert_eq!(origin.hits(PATH), 2);
+}

@@ -125,8 +125,27 @@ async fn run(job: Arc<Job>, index: u64, key: CacheKey, expect: Option<Rep>, tx: 
     if lookup(job.storage, &key).await.is_some() {
         return publish(&tx, &bin, Ok(()));
     }
-    let (mut http, peer, meta) = match head(&job, index, expect.as_ref()).await {
-        Ok(got) => got,
+    // A stale copy of this representation is revalidated (a 304 refreshes it in place).
+    let stale = job.storage.peek(&key).await.filter(|m| {
+        expect
+            .as_ref()
+            .is_none_or(|rep| slice::is_slice_of(m.response_header(), rep, job.size, index))
+    });
+    let (mut http, peer, meta) = match head(&job, index, expect.as_ref(), stale.as_ref()).await {
+        Ok(Head::Fill(http, peer, meta)) => (http, peer, meta),
+        Ok(Head::Revalidated(http, peer, meta)) => {
+            let refreshed = job.storage.update_meta(&key, &meta, &span()).await;
+            let outcome = match refreshed {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Stop::Failed(
+                    ErrorType::InternalError,
+                    "revalidated slice is gone".into(),
+                )),
+                Err(e) => Err(failed(e)),
+            };
+            publish(&tx, &bin, outcome);
+            return release(http, &peer).await;
+        }
         Err(stop) => {
             if matches!(stop, Stop::Fallback { unsliced: true }) {
                 mark_unsliced(&key);
@@ -168,11 +187,24 @@ async fn run(job: Arc<Job>, index: u64, key: CacheKey, expect: Option<Rep>, tx: 
     if let Err(e) = writer.finish().await {
         tracing::debug!(error = %e, index, "slice fill: storing failed");
     }
+    release(http, &peer).await;
+}
+
+/// Puts the origin connection back in the pool when its response is complete.
+async fn release(mut http: HttpSession, peer: &HttpPeer) {
     if http.response_done() {
         connector()
-            .release_http_session(http, &peer, peer.options.idle_timeout)
+            .release_http_session(http, peer, peer.options.idle_timeout)
             .await;
     }
+}
+
+/// What the origin's answer to a slice request allows.
+enum Head {
+    /// A 206 to store: its body follows on the session.
+    Fill(HttpSession, HttpPeer, pingora::cache::CacheMeta),
+    /// A 304 to the stale slice's validator: the refreshed meta to store.
+    Revalidated(HttpSession, HttpPeer, pingora::cache::CacheMeta),
 }
 
 fn failed(e: Box<Error>) -> Stop {
@@ -184,7 +216,8 @@ async fn head(
     job: &Job,
     index: u64,
     expect: Option<&Rep>,
-) -> Result<(HttpSession, HttpPeer, pingora::cache::CacheMeta), Stop> {
+    stale: Option<&pingora::cache::CacheMeta>,
+) -> Result<Head, Stop> {
     let pq = job
         .req
         .uri
@@ -200,6 +233,12 @@ async fn head(
         .map_err(failed)?;
     if let Some(rep) = expect {
         let (name, value) = rep.precondition();
+        req.insert_header(name, value).map_err(failed)?;
+    }
+    // If-Match passes first (RFC 9110 §13.2.2), then If-None-Match gives the 304.
+    let stale_rep = stale.and_then(|m| Rep::of(m.response_header()));
+    if let Some((rep, _, _)) = &stale_rep {
+        let (name, value) = rep.revalidation();
         req.insert_header(name, value).map_err(failed)?;
     }
     let request_time = SystemTime::now();
@@ -243,6 +282,14 @@ async fn head(
     }
     job.pool.report_success(&server.addr);
     let got = |name: &str| resp.headers.get(name).and_then(|v| v.to_str().ok());
+    if let (304, Some(stale)) = (status, stale) {
+        let merged = crate::cache::policy::merge_304(stale.response_header(), resp);
+        let defaults = &job.rt.cache.defaults;
+        let meta =
+            crate::cache::slice_meta(&job.req, &merged, request_time, response_time, defaults)
+                .map_err(|_| Stop::Fallback { unsliced: true })?;
+        return Ok(Head::Revalidated(http, peer, meta));
+    }
     match status {
         206 => {}
         200 => return Err(Stop::Fallback { unsliced: true }),
@@ -276,5 +323,5 @@ async fn head(
             tracing::debug!(reason, "slice not storable: served unsliced");
             Stop::Fallback { unsliced: true }
         })?;
-    Ok((http, peer, meta))
+    Ok(Head::Fill(http, peer, meta))
 }

@@ -185,7 +185,7 @@ impl Reply {
 
     /// A Range-capable reply from `body` (RFC 9110 §14): one `bytes=` range gives 206 with
     /// Content-Range (416 with `bytes */LEN` past the end), anything else 200 in full;
-    /// `If-Match` other than `etag` gives 412. Always `ETag: etag`, `Accept-Ranges: bytes`.
+    /// `If-Match` other than `etag` gives 412, `If-None-Match: etag` 304. Always `ETag: etag`, `Accept-Ranges: bytes`.
     pub(crate) fn ranged(req: &Req, body: &Bytes, etag: &str) -> Self {
         let len = body.len() as u64;
         let base = |r: Reply| {
@@ -195,6 +195,12 @@ impl Reply {
         };
         if req.header("if-match").is_some_and(|m| m.trim() != etag) {
             return base(Reply::status(412, ""));
+        }
+        if req
+            .header("if-none-match")
+            .is_some_and(|m| m.trim() == etag)
+        {
+            return Reply::not_modified().header("etag", etag);
         }
         let range = req.header("range").and_then(|r| {
             let spec = r.strip_prefix("bytes=")?.to_string();
