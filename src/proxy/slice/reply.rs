@@ -72,7 +72,8 @@ pub(super) fn client_header(
         .unwrap_or_default()
         .as_secs();
     resp.insert_header("age", age.to_string())?;
-    resp.insert_header("via", headers::via(None))?;
+    let via = stored.headers.get("via").and_then(|v| v.to_str().ok());
+    resp.insert_header("via", headers::via(via))?;
     let cs = cache_status(status, first);
     resp.insert_header("cache-status", cs.as_str())?;
     ctx.cache_status = Some(cs);
