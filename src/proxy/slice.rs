@@ -17,7 +17,7 @@ use crate::cache::storage::Storage;
 use crate::cache::CacheLayer;
 use crate::state::Runtime;
 use crate::upstream::pool::Pool;
-use fetch::Stop;
+use fetch::{Filled, Stop};
 use pingora::cache::{CacheKey, CacheMeta, HitHandler};
 use pingora::http::RequestHeader;
 use pingora::prelude::*;
@@ -72,8 +72,10 @@ impl Job {
 struct Got {
     meta: CacheMeta,
     hit: HitHandler,
-    /// Stored before this request (not a fill in flight).
+    /// Stored before this request (not a fill in flight), or refreshed by a 304.
     cached: bool,
+    /// Refreshed by a 304 for this request.
+    revalidated: bool,
 }
 
 /// What one attempt at answering came to.
@@ -186,7 +188,7 @@ async fn prepare(
 /// representation only (`Stop::Mismatch` otherwise).
 async fn obtain(job: &Arc<Job>, index: u64, expect: Option<&Rep>) -> Result<Got, Stop> {
     let key = job.key(index);
-    let mut filled = false;
+    let mut filled = None;
     for _ in 0..3 {
         if let Some((meta, hit)) = fetch::lookup(job.storage, &key).await {
             if let Some(rep) = expect {
@@ -194,11 +196,16 @@ async fn obtain(job: &Arc<Job>, index: u64, expect: Option<&Rep>) -> Result<Got,
                     return Err(Stop::Mismatch);
                 }
             }
-            let cached = !filled && !Storage::hit_is_filling(&hit);
-            return Ok(Got { meta, hit, cached });
+            let revalidated = filled == Some(Filled::Revalidated);
+            let cached = revalidated || filled.is_none() && !Storage::hit_is_filling(&hit);
+            return Ok(Got {
+                meta,
+                hit,
+                cached,
+                revalidated,
+            });
         }
-        fetch::fill(job, index, expect).await?;
-        filled = true;
+        filled = Some(fetch::fill(job, index, expect).await?);
     }
     Err(Stop::Failed(
         ErrorType::InternalError,
@@ -277,7 +284,7 @@ async fn answer(job: &Arc<Job>, session: &mut Session, ctx: &mut RequestCtx) -> 
             Err(stop) => return settle(session, stop),
         };
     }
-    let status = match inventory(job, &plan, first.cached).await {
+    let status = match inventory(job, &plan, &first).await {
         Ok(status) => status,
         Err(Stop::Mismatch | Stop::Unsatisfiable(_)) => return Ok(Outcome::Restart),
         Err(stop) => return settle(session, stop),
@@ -325,8 +332,10 @@ async fn early(
 /// first one fixed (`Stop::Mismatch` otherwise). A stored first slice may be of a
 /// representation the origin no longer has: the first missing slice is asked for now,
 /// before anything is sent, so a change is a clean restart rather than a cut.
-async fn inventory(job: &Arc<Job>, plan: &Plan, first_cached: bool) -> Result<Status, Stop> {
-    let mut stored = usize::from(first_cached);
+async fn inventory(job: &Arc<Job>, plan: &Plan, first: &Got) -> Result<Status, Stop> {
+    // A slice just revalidated is of the origin's current representation.
+    let first_cached = first.cached && !first.revalidated;
+    let mut stored = usize::from(first.cached);
     let mut missing = None;
     for k in plan.first + 1..=plan.last {
         match peek(job, k).await {
@@ -343,7 +352,9 @@ async fn inventory(job: &Arc<Job>, plan: &Plan, first_cached: bool) -> Result<St
         fetch::fill(job, k, Some(&plan.rep)).await?;
     }
     let count = (plan.last - plan.first + 1) as usize;
-    Ok(if stored == count || plan.span.end == plan.span.start {
+    Ok(if stored == count && first.revalidated {
+        Status::Revalidated
+    } else if stored == count || plan.span.end == plan.span.start {
         Status::Hit
     } else if stored > 0 {
         Status::Partial

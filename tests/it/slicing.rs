@@ -482,6 +482,10 @@ async fn a_stale_slice_is_revalidated_on_its_own() {
     let r = range(&outpost, "bytes=10-19").await;
     assert_eq!(r.status, 206, "{r:?}");
     assert_eq!(r.body, body.slice(10..20));
+    assert_eq!(
+        r.cache_status(),
+        "outpost; fwd=stale; fwd-status=304; stored"
+    );
     assert_eq!(origin.hits(PATH), 2);
     let req = origin.last(PATH).unwrap();
     assert_eq!(req.header("if-none-match").as_deref(), Some("\"v1\""));

@@ -37,8 +37,19 @@ pub(crate) enum Stop {
     Failed(ErrorType, String),
 }
 
+/// How a fill ended well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Filled {
+    /// The slice is stored (or being stored) from the origin's 206.
+    Fetched,
+    /// A stale stored slice was refreshed by a 304.
+    Revalidated,
+    /// Someone else's fill had stored it meanwhile.
+    Found,
+}
+
 /// Slices being fetched (until their fill is registered in storage): one fetch per slice.
-type Waiting = watch::Receiver<Option<Result<(), Stop>>>;
+type Waiting = watch::Receiver<Option<Result<Filled, Stop>>>;
 static INFLIGHT: LazyLock<Mutex<HashMap<HashBinary, Waiting>>> = LazyLock::new(Mutex::default);
 
 /// URLs whose origin does not slice (see [`Stop::Fallback`]), with when they were seen:
@@ -85,7 +96,7 @@ pub(crate) async fn lookup(
 /// Makes sure slice `index` is stored or filling: joins the fill in flight or starts one
 /// (fetched with `expect`'s precondition). Returns once the fill is registered in storage
 /// (look it up then) or failed.
-pub(crate) async fn fill(job: &Arc<Job>, index: u64, expect: Option<&Rep>) -> Result<(), Stop> {
+pub(crate) async fn fill(job: &Arc<Job>, index: u64, expect: Option<&Rep>) -> Result<Filled, Stop> {
     let key = job.key(index);
     let bin = key.combined_bin();
     let mut rx = {
@@ -110,11 +121,11 @@ pub(crate) async fn fill(job: &Arc<Job>, index: u64, expect: Option<&Rep>) -> Re
     )))
 }
 
-type Tx = watch::Sender<Option<Result<(), Stop>>>;
+type Tx = watch::Sender<Option<Result<Filled, Stop>>>;
 
 /// Ends the waiting of a fill's requesters (after the fill is registered, so a lookup
 /// after this finds it).
-fn publish(tx: &Tx, bin: &HashBinary, outcome: Result<(), Stop>) {
+fn publish(tx: &Tx, bin: &HashBinary, outcome: Result<Filled, Stop>) {
     INFLIGHT.lock().remove(bin);
     let _ = tx.send(Some(outcome));
 }
@@ -123,7 +134,7 @@ async fn run(job: Arc<Job>, index: u64, key: CacheKey, expect: Option<Rep>, tx: 
     let bin = key.combined_bin();
     // A fill may have been registered between the requester's lookup and its INFLIGHT check.
     if lookup(job.storage, &key).await.is_some() {
-        return publish(&tx, &bin, Ok(()));
+        return publish(&tx, &bin, Ok(Filled::Found));
     }
     // A stale copy of this representation is revalidated (a 304 refreshes it in place).
     let stale = job.storage.peek(&key).await.filter(|m| {
@@ -136,7 +147,7 @@ async fn run(job: Arc<Job>, index: u64, key: CacheKey, expect: Option<Rep>, tx: 
         Ok(Head::Revalidated(http, peer, meta)) => {
             let refreshed = job.storage.update_meta(&key, &meta, &span()).await;
             let outcome = match refreshed {
-                Ok(true) => Ok(()),
+                Ok(true) => Ok(Filled::Revalidated),
                 Ok(false) => Err(Stop::Failed(
                     ErrorType::InternalError,
                     "revalidated slice is gone".into(),
@@ -157,7 +168,7 @@ async fn run(job: Arc<Job>, index: u64, key: CacheKey, expect: Option<Rep>, tx: 
         Ok(w) => w,
         Err(e) => return publish(&tx, &bin, Err(failed(e))),
     };
-    publish(&tx, &bin, Ok(()));
+    publish(&tx, &bin, Ok(Filled::Fetched));
     let want = Rep::of(meta.response_header()).map_or(0, |(_, first, last)| last - first + 1);
     let mut got = 0u64;
     loop {

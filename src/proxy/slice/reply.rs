@@ -21,6 +21,8 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Status {
     Hit,
+    /// Every slice from cache, the first after a 304.
+    Revalidated,
     Partial,
     Miss,
 }
@@ -31,6 +33,7 @@ pub(super) fn cache_status(status: Status, first: &CacheMeta) -> String {
             "outpost; hit; ttl={}",
             slice::ttl(first.fresh_until(), SystemTime::now())
         ),
+        Status::Revalidated => "outpost; fwd=stale; fwd-status=304; stored".to_string(),
         Status::Partial => "outpost; fwd=partial; stored".to_string(),
         Status::Miss => "outpost; fwd=uri-miss; stored".to_string(),
     }
@@ -80,6 +83,7 @@ pub(super) fn client_header(
     ctx.cache.stored = status != Status::Hit;
     let result = match status {
         Status::Hit => LookupResult::Hit,
+        Status::Revalidated => LookupResult::Expired,
         Status::Partial | Status::Miss => LookupResult::Miss,
     };
     ctx.cache.sliced = Some((result, tier));
