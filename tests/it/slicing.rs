@@ -494,3 +494,16 @@ async fn a_stale_slice_is_revalidated_on_its_own() {
     assert!(r.is_hit(), "refreshed by the 304: {r:?}");
     assert_eq!(origin.hits(PATH), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_origin_is_a_502_on_a_slice_route() {
+    let dead = crate::support::dead_addr().await;
+    let outpost = Outpost::builder()
+        .origin(OriginSpec::new("media").server_addr(dead, 1).retries(0))
+        .route_sliced("*", "/", "media", "64KiB")
+        .start()
+        .await;
+    let r = range(&outpost, "bytes=0-10").await;
+    crate::support::assert_proxy_error(&r, 502);
+    assert!(r.cache_status().contains("fwd=uri-miss"), "{r:?}");
+}
