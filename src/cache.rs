@@ -5,6 +5,7 @@
 pub mod key;
 pub mod policy;
 pub mod purge;
+pub mod slice;
 pub mod status;
 pub mod storage;
 
@@ -109,6 +110,8 @@ pub struct CacheCtx {
     pub response_time: Option<SystemTime>,
     /// The origin's 304, kept to merge every field into the stored header (§3.2).
     pub not_modified: Option<Box<ResponseHeader>>,
+    /// Lookup result and tier of a request answered from slices (`proxy/slice.rs`).
+    pub sliced: Option<(crate::metrics::LookupResult, crate::metrics::TierLabel)>,
 }
 
 impl CacheCtx {
@@ -349,5 +352,37 @@ pub fn fix_age(session: &Session, resp: &mut ResponseHeader) {
             .unwrap_or_default()
             .as_secs();
         let _ = resp.insert_header("age", age.to_string());
+    }
+}
+
+/// The `CacheMeta` a slice (an origin 206) is stored with: RFC 9111 storability and
+/// freshness judged as for the 200 it is part of; the stored header keeps the 206's fields
+/// (Content-Range included). `Err(reason)` when it may not be stored.
+pub fn slice_meta(
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    request_time: SystemTime,
+    response_time: SystemTime,
+    defaults: &Defaults,
+) -> std::result::Result<CacheMeta, &'static str> {
+    let mut whole = resp.clone();
+    whole.set_status(200).map_err(|_| "status")?;
+    whole.remove_header("content-range");
+    match policy::decide(req, &whole, request_time, response_time, defaults) {
+        Decision::Store(f) => {
+            let mut header = resp.clone();
+            f.strip(&mut header);
+            crate::proxy::headers::strip_hop_by_hop_resp(&mut header);
+            let mut meta = CacheMeta::new(
+                f.fresh_until(response_time),
+                SystemTime::now(),
+                f.swr_secs(),
+                f.sie_secs(),
+                header,
+            );
+            meta.set_epoch_override(f.epoch(response_time));
+            Ok(meta)
+        }
+        Decision::Skip(reason) => Err(reason.as_str()),
     }
 }

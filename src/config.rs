@@ -62,13 +62,51 @@ pub fn summary(cfg: &Config) -> String {
         None => String::new(),
     };
     format!(
-        "config ok: {listeners} listener(s){tls}, {} origin(s) with {servers} server(s), {} route(s), \
+        "config ok: {listeners} listener(s){tls}, {} origin(s) with {servers} server(s), {} route(s){}, \
          cache memory {}, disk {disk}{cluster}, hash {}",
         cfg.origins.len(),
         cfg.routes.len(),
+        sliced_routes(cfg),
         format_size(cfg.cache.memory),
         cfg.hash,
     )
+}
+
+/// ` (N sliced)`, naming the routes whose `slice` is larger than any tier stores (they are
+/// served unsliced); empty without sliced routes.
+fn sliced_routes(cfg: &Config) -> String {
+    let sliced: Vec<(usize, u64)> = cfg
+        .routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.slice > 0)
+        .map(|(i, r)| (i, r.slice))
+        .collect();
+    if sliced.is_empty() {
+        return String::new();
+    }
+    // As the storage computes it: max_object, or less when no tier keeps objects that large.
+    let c = &cfg.cache;
+    let memory = if c.disk.is_some() {
+        c.memory / 8
+    } else {
+        c.memory / 2
+    };
+    let disk = c
+        .disk
+        .as_ref()
+        .map_or(0, |d| (d.size / 8).min(c.max_object.max(1 << 20)));
+    let limit = c.max_object.min(memory.max(disk));
+    let mut out = format!(" ({} sliced", sliced.len());
+    for (i, size) in sliced.into_iter().filter(|(_, s)| *s > limit) {
+        out.push_str(&format!(
+            "; route[{i}].slice {} is over the {} a tier stores: served unsliced",
+            format_size(size),
+            format_size(limit)
+        ));
+    }
+    out.push(')');
+    out
 }
 
 /// A byte count in the config's own notation: `268435456` → `"256MiB"`.

@@ -2,7 +2,7 @@
 //! function in `proxy/` or `cache`.
 //!
 //! ```text
-//! request_filter ─ validate, route, PURGE ─▶ request_cache_filter ─ cache on? ─▶ cache lookup
+//! request_filter ─ validate, route, PURGE, slice routes ─▶ request_cache_filter ─ cache on? ─▶ cache lookup
 //!    │ (404/400/431 answered here)   hit ─▶ cache_hit_filter ─▶ response_filter ─▶ logging
 //!    ▼                               miss/stale ─▶ proxy_upstream_filter ─▶ upstream_peer
 //! upstream_request_filter ─▶ upstream_response_filter ─▶ response_cache_filter (policy)
@@ -21,6 +21,7 @@ pub mod request;
 pub mod response;
 pub mod resume;
 pub mod route;
+pub mod slice;
 pub mod upstream;
 
 use crate::cache::{self, CacheLayer};
@@ -73,7 +74,10 @@ impl ProxyHttp for Outpost {
         if request::admit(&self.shared, session, ctx).await? {
             return Ok(true);
         }
-        purge::maybe_purge(&self.shared, session, ctx).await
+        if purge::maybe_purge(&self.shared, session, ctx).await? {
+            return Ok(true);
+        }
+        slice::serve(self.cache, session, ctx).await
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
@@ -173,6 +177,17 @@ impl ProxyHttp for Outpost {
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if session.cache.enabled()
+            && session
+                .req_header()
+                .headers
+                .contains_key(http::header::RANGE)
+        {
+            // A ranged miss fills the whole object while the client has its part: Pingora
+            // would read the client's next request as stray body bytes and fail it. Close
+            // this connection after the answer instead (`Connection: close`).
+            session.set_keepalive(None);
+        }
         upstream::prepare_request(session, req, ctx)
     }
 

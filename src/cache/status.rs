@@ -76,6 +76,9 @@ pub fn cache_status(session: &Session, ctx: &RequestCtx) -> String {
 
 /// The lookup result and tier for `outpost_cache_lookups_total`.
 pub fn lookup_result(session: &Session, ctx: &RequestCtx) -> (LookupResult, TierLabel) {
+    if let Some(sliced) = ctx.cache.sliced {
+        return sliced;
+    }
     let tier = match ctx.cache.tier {
         Some(crate::cache::storage::Tier::Memory) => TierLabel::Memory,
         Some(crate::cache::storage::Tier::Disk) => TierLabel::Disk,

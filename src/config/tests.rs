@@ -1041,6 +1041,24 @@ deny = ["300.0.0.0/8"]
 }
 
 #[test]
+fn check_counts_sliced_routes_and_names_slices_no_tier_stores() {
+    let sliced = |slice: &str| {
+        summary(&ok(&format!(
+            "[cache]\nmemory = \"64MiB\"\n{MIN}slice = \"{slice}\"\n"
+        )))
+    };
+    let s = sliced("4MiB");
+    assert!(s.contains(", 1 route(s) (1 sliced), "), "{s}");
+    let s = sliced("64MiB");
+    assert!(
+        s.contains(
+            "(1 sliced; route[0].slice 64MiB is over the 32MiB a tier stores: served unsliced)"
+        ),
+        "{s}"
+    );
+}
+
+#[test]
 fn check_says_when_the_disk_tier_holds_less_than_max_object() {
     let cfg = ok(&with(
         "[cache]\nmax_object = \"512MiB\"\n[cache.disk]\npath = \"/tmp/x\"\nsize = \"1GiB\"",

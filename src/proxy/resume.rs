@@ -79,7 +79,8 @@ struct OriginResume {
     encoding: Option<String>,
 }
 
-fn connector() -> &'static Connector {
+/// The origin connector of requests outpost makes on its own (resumes, slice fills).
+pub(crate) fn connector() -> &'static Connector {
     static C: OnceLock<Connector> = OnceLock::new();
     C.get_or_init(|| Connector::new(None))
 }
@@ -88,17 +89,7 @@ fn refused(why: impl Into<String>) -> Box<Error> {
     Error::explain(ErrorType::InternalError, why.into())
 }
 
-/// Parses `bytes FIRST-LAST/TOTAL`.
-fn content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
-    let rest = v.trim().strip_prefix("bytes ")?;
-    let (span, total) = rest.split_once('/')?;
-    let (first, last) = span.split_once('-')?;
-    let total = match total.trim() {
-        "*" => None,
-        t => Some(t.parse().ok()?),
-    };
-    Some((first.trim().parse().ok()?, last.trim().parse().ok()?, total))
-}
+use crate::cache::slice::content_range;
 
 #[async_trait]
 impl Resume for OriginResume {
@@ -171,18 +162,5 @@ struct OriginBody {
 impl ResumeBody for OriginBody {
     async fn read(&mut self) -> Result<Option<Bytes>> {
         self.http.read_response_body().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::content_range;
-
-    #[test]
-    fn content_range_parses_the_three_parts() {
-        assert_eq!(content_range("bytes 10-19/100"), Some((10, 19, Some(100))));
-        assert_eq!(content_range("bytes 10-19/*"), Some((10, 19, None)));
-        assert_eq!(content_range("bytes */100"), None);
-        assert_eq!(content_range("items 1-2/3"), None);
     }
 }

@@ -90,7 +90,7 @@ pub const FLOOR_HEADER: &str = "outpost-fleet-floor";
 /// How long an idle pooled origin connection is kept: below the 5 s keep-alive timeout of
 /// Node.js and Apache httpd, so outpost closes it before the origin does (a request sent on
 /// a connection the origin is closing fails; see [`proxy_error`]).
-const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
+pub(crate) const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
 
 /// The peer for `server` of the origin `cfg` (TLS, SNI, timeouts).
 pub fn peer_for(pool: &Pool, server: &Server) -> HttpPeer {

@@ -536,3 +536,35 @@ async fn connection_caps_close_new_connections_at_accept() {
     );
     drop((a1, a4, b1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_miss_does_not_break_the_next_request_on_the_connection() {
+    let body = "0123456789".repeat(100_000);
+    let origin = Origin::new()
+        .route(
+            "/big",
+            Reply::ok(body.clone()).header("cache-control", "max-age=600"),
+        )
+        .route("/next", Reply::ok("next"))
+        .start()
+        .await;
+    let outpost = Outpost::builder().site("*", &origin).start().await;
+    for i in 0..5 {
+        let path = format!("/big?{i}");
+        origin.set_route(
+            "/big",
+            Reply::ok(body.clone()).header("cache-control", "max-age=600"),
+        );
+        let r = outpost
+            .request("GET", "site.test", &path, &[("range", "bytes=0-9")])
+            .await;
+        assert!(r.status == 206 || r.status == 200, "{r:?}");
+        // The same client (connection pool) right after: must be answered.
+        let n = outpost.get("site.test", "/next").await;
+        assert_eq!(
+            (n.status, n.text().as_str()),
+            (200, "next"),
+            "round {i}: {n:?}"
+        );
+    }
+}

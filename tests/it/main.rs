@@ -25,5 +25,7 @@ mod operations;
 mod purge;
 mod routing;
 mod server_logs;
+mod slice_targets;
+mod slicing;
 mod tiers;
 mod tls;

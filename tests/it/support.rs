@@ -8,7 +8,7 @@ mod outpost;
 mod resp;
 
 pub(crate) use cli::{run_outpost, spawn_capture, CliOutput};
-pub(crate) use origin::{Origin, Reply, Req};
+pub(crate) use origin::{is_pattern, Origin, Reply, Req, PATTERN_PERIOD};
 pub(crate) use outpost::{Health, OriginSpec, Outpost, TOKEN};
 pub(crate) use resp::{parse_metric, Resp};
 

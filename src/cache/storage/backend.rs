@@ -114,6 +114,81 @@ impl Storage {
     }
 }
 
+impl Storage {
+    /// The stored meta of `key` without reading its body (in-flight fill, memory, disk
+    /// head), as the ban records judge it: which slices of a sliced object are stored, and
+    /// of which representation. `None` when nothing (unpurged) is stored.
+    pub async fn peek(&'static self, key: &CacheKey) -> Option<CacheMeta> {
+        let k = key.combined_bin();
+        let judged = |mut meta: CacheMeta, v: Verdict| match v {
+            Verdict::Gone => None,
+            Verdict::Expire(at) => {
+                meta.expire_at(at);
+                Some(meta)
+            }
+            Verdict::Keep => Some(meta),
+        };
+        if let Some(fill) = self.fills.latest(&k) {
+            let v = self.bans.verdict(fill.stamp, &fill.info);
+            let meta = super::entry::cache_meta_with(&fill.meta, || fill.decoded.clone()).ok();
+            if let Some(found) = meta.and_then(|m| judged(m, v)) {
+                return Some(found);
+            }
+        }
+        if let Some(entry) = self.memory.get(&k).await {
+            let v = self.bans.verdict(entry.stamp, &entry.info);
+            if let Some(found) = entry.cache_meta().ok().and_then(|m| judged(m, v)) {
+                return Some(found);
+            }
+        }
+        let head = self.disk.as_ref()?.head(k).await?;
+        let v = self.bans.verdict(head.stamp, &head.info());
+        let meta = CacheMeta::deserialize(&head.meta.0, &head.meta.1).ok()?;
+        judged(meta, v)
+    }
+
+    /// The meta of a memory-tier variant of the URL of `key` that `accept` takes (at most
+    /// the first 64 variants are looked at): any stored slice of a sliced object.
+    pub async fn peek_variant(
+        &'static self,
+        key: &CacheKey,
+        accept: impl Fn(&CacheMeta) -> bool,
+    ) -> Option<CacheMeta> {
+        let variants: Vec<HashBinary> = {
+            let idx = self.index.lock();
+            idx.variants(&key.primary_bin())
+                .iter()
+                .take(64)
+                .copied()
+                .collect()
+        };
+        for k in variants {
+            let Some(entry) = self.memory.get(&k).await else {
+                continue;
+            };
+            if self.bans.verdict(entry.stamp, &entry.info) != Verdict::Keep {
+                continue;
+            }
+            if let Some(meta) = entry.cache_meta().ok().filter(|m| accept(m)) {
+                return Some(meta);
+            }
+        }
+        None
+    }
+
+    /// Hard-purges the URL of `key`: every variant, so every slice of a sliced object
+    /// (two slices of different representations were found). Requests that started
+    /// before it must take a new [`super::PurgeEpoch`] to store again.
+    pub async fn drop_url(&'static self, key: &CacheKey) {
+        self.purge_url(key.primary_bin(), false).await;
+    }
+
+    /// Whether a hit reads an in-flight fill (the body is still arriving from the origin).
+    pub fn hit_is_filling(h: &HitHandler) -> bool {
+        !h.should_count_access()
+    }
+}
+
 #[async_trait]
 impl StorageTrait for Storage {
     async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> pingora::Result<Found> {

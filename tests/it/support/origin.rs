@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -56,6 +56,56 @@ enum ReplyBody {
         count: usize,
         every: Duration,
     },
+    /// Bytes `start..start+len` of the endless [`pattern`], generated as sent.
+    Pattern {
+        start: u64,
+        len: u64,
+    },
+}
+
+/// Period of [`pattern`]: a prime, so no power-of-two slice size is a multiple of it.
+pub(crate) const PATTERN_PERIOD: usize = 65_521;
+
+/// Two periods of the pattern byte `i % PATTERN_PERIOD` (any window of up to one period is a
+/// zero-copy slice of it).
+pub(crate) fn pattern() -> &'static Bytes {
+    static P: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let mut x: u32 = 0x2545_f491;
+        let one: Vec<u8> = (0..PATTERN_PERIOD)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect();
+        [one.clone(), one].concat().into()
+    })
+}
+
+/// Whether `data` is the pattern's bytes from position `at` on.
+pub(crate) fn is_pattern(data: &[u8], at: u64) -> bool {
+    let p = pattern();
+    let mut pos = at;
+    data.chunks(PATTERN_PERIOD).all(|c| {
+        let off = (pos % PATTERN_PERIOD as u64) as usize;
+        pos += c.len() as u64;
+        p[off..off + c.len()] == *c
+    })
+}
+
+/// `bytes=a-b` / `bytes=a-` of a request (`b` = `u64::MAX` when open).
+fn single_range(req: &Req) -> Option<(u64, u64)> {
+    let r = req.header("range")?;
+    let (a, b) = r.strip_prefix("bytes=")?.split_once('-')?;
+    let a: u64 = a.parse().ok()?;
+    let b: u64 = if b.is_empty() {
+        u64::MAX
+    } else {
+        b.parse().ok()?
+    };
+    Some((a, b))
 }
 
 /// A scripted response.
@@ -124,6 +174,99 @@ impl Reply {
         self
     }
 
+    /// Body bytes this reply sends (streamed ones counted in full).
+    fn body_len(&self) -> u64 {
+        match &self.body {
+            ReplyBody::Full(b) => b.len() as u64,
+            ReplyBody::Stream { chunk, count, .. } => (chunk.len() * count) as u64,
+            ReplyBody::Pattern { len, .. } => *len,
+        }
+    }
+
+    /// A Range-capable reply from `body` (RFC 9110 §14): one `bytes=` range gives 206 with
+    /// Content-Range (416 with `bytes */LEN` past the end), anything else 200 in full;
+    /// `If-Match` other than `etag` gives 412, `If-None-Match: etag` 304. Always `ETag: etag`, `Accept-Ranges: bytes`.
+    pub(crate) fn ranged(req: &Req, body: &Bytes, etag: &str) -> Self {
+        let len = body.len() as u64;
+        let base = |r: Reply| {
+            r.header("etag", etag)
+                .header("accept-ranges", "bytes")
+                .header("content-type", "video/mp4")
+        };
+        if req.header("if-match").is_some_and(|m| m.trim() != etag) {
+            return base(Reply::status(412, ""));
+        }
+        if req
+            .header("if-none-match")
+            .is_some_and(|m| m.trim() == etag)
+        {
+            return Reply::not_modified().header("etag", etag);
+        }
+        let range = req.header("range").and_then(|r| {
+            let spec = r.strip_prefix("bytes=")?.to_string();
+            let (a, b) = spec.split_once('-')?;
+            let a: u64 = a.parse().ok()?;
+            let b: u64 = if b.is_empty() {
+                u64::MAX
+            } else {
+                b.parse().ok()?
+            };
+            Some((a, b))
+        });
+        match range {
+            None => base(Reply {
+                headers: Vec::new(),
+                ..Reply::ok(body.clone())
+            }),
+            Some((a, _)) if a >= len => Reply {
+                headers: Vec::new(),
+                ..Reply::status(416, "")
+            }
+            .header("content-range", format!("bytes */{len}")),
+            Some((a, b)) => {
+                let end = b.min(len - 1);
+                let part = body.slice(a as usize..=end as usize);
+                base(Reply {
+                    headers: Vec::new(),
+                    ..Reply::status(206, part)
+                })
+                .header("content-range", format!("bytes {a}-{end}/{len}"))
+            }
+        }
+    }
+
+    /// Like [`Reply::ranged`] for an object of `len` bytes of the [`pattern`], generated as
+    /// it is sent (objects of any size, no memory). No `If-Match` support.
+    pub(crate) fn pattern_ranged(req: &Req, len: u64, etag: &str) -> Self {
+        let (status, start, end) = match single_range(req) {
+            None => (200, 0, len),
+            Some((a, _)) if a >= len => {
+                return Reply {
+                    headers: Vec::new(),
+                    ..Reply::status(416, "")
+                }
+                .header("content-range", format!("bytes */{len}"));
+            }
+            Some((a, b)) => (206, a, b.min(len - 1) + 1),
+        };
+        let mut r = Reply {
+            status,
+            headers: vec![("content-length".into(), (end - start).to_string())],
+            body: ReplyBody::Pattern {
+                start,
+                len: end - start,
+            },
+            delay: Duration::ZERO,
+        }
+        .header("etag", etag)
+        .header("accept-ranges", "bytes")
+        .header("content-type", "video/mp4");
+        if status == 206 {
+            r = r.header("content-range", format!("bytes {start}-{}/{len}", end - 1));
+        }
+        r
+    }
+
     /// Waits this long before sending the response head.
     pub(crate) fn delay(mut self, delay: Duration) -> Self {
         self.delay = delay;
@@ -140,6 +283,7 @@ struct State {
     requests: Mutex<Vec<Req>>,
     routes: Mutex<HashMap<String, Handler>>,
     health: AtomicU16,
+    bytes: AtomicU64,
 }
 
 impl State {
@@ -200,6 +344,7 @@ impl OriginBuilder {
             requests: Mutex::new(Vec::new()),
             routes: Mutex::new(self.routes),
             health: AtomicU16::new(200),
+            bytes: AtomicU64::new(0),
         });
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = tokio::spawn(accept_loop(listener, state.clone(), tasks.clone()));
@@ -263,6 +408,11 @@ impl Origin {
             .filter(|(p, _)| p.as_str() != "/health")
             .map(|(_, n)| n)
             .sum()
+    }
+
+    /// Response body bytes sent so far (HEAD responses counted as if they had a body).
+    pub(crate) fn bytes_sent(&self) -> u64 {
+        self.state.bytes.load(Ordering::SeqCst)
     }
 
     /// The most recent request for `path`.
@@ -376,6 +526,9 @@ async fn handle(
         n: 0,
     });
     let reply = state.reply_for(&req);
+    if req.method != "HEAD" {
+        state.bytes.fetch_add(reply.body_len(), Ordering::SeqCst);
+    }
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -399,6 +552,19 @@ fn build_response(reply: Reply) -> hyper::Response<Body> {
                     }
                     Ok::<_, Infallible>(Frame::data(chunk))
                 }
+            });
+            BodyExt::boxed(StreamBody::new(chunks))
+        }
+        ReplyBody::Pattern { start, len } => {
+            let end = start + len;
+            let chunks = futures::stream::unfold(start, move |pos| async move {
+                if pos >= end {
+                    return None;
+                }
+                let off = (pos % PATTERN_PERIOD as u64) as usize;
+                let take = (end - pos).min(PATTERN_PERIOD as u64) as usize;
+                let data = pattern().slice(off..off + take);
+                Some((Ok::<_, Infallible>(Frame::data(data)), pos + take as u64))
             });
             BodyExt::boxed(StreamBody::new(chunks))
         }

@@ -182,6 +182,24 @@ impl OutpostBuilder {
         self
     }
 
+    /// `[[route]]` with the cache on and `slice = "<slice>"`.
+    pub(crate) fn route_sliced(
+        mut self,
+        host: &str,
+        prefix: &str,
+        origin: &str,
+        slice: &str,
+    ) -> Self {
+        self.routes.push(format!(
+            "host = {}\nprefix = {}\norigin = {}\nslice = {}\n",
+            quote(host),
+            quote(prefix),
+            quote(origin),
+            quote(slice)
+        ));
+        self
+    }
+
     /// `[[route]]` with `cache = false`.
     pub(crate) fn route_uncached(mut self, host: &str, prefix: &str, origin: &str) -> Self {
         self.routes.push(format!(
