@@ -602,18 +602,10 @@ impl Outpost {
 
     /// `POST` on the admin listener with an optional bearer token.
     pub(crate) async fn admin_post(&self, path: &str, body: &str, token: Option<&str>) -> Resp {
-        let url = format!("http://{}{path}", self.admin_addr());
-        let mut req = self
-            .client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body.to_owned());
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let started = Instant::now();
-        let r = req.send().await;
-        Resp::read(r.unwrap_or_else(|e| panic!("POST {url}: {e:?}")), started).await
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> =
+            auth.iter().map(|a| ("authorization", a.as_str())).collect();
+        self.admin_post_raw(path, body, &headers).await
     }
 
     /// POST to the admin API with the given extra headers (no token added).
