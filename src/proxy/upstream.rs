@@ -8,7 +8,7 @@ use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::Peer;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// `upstream_peer`: a healthy server not yet tried by this request.
 pub fn pick(session: &Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
@@ -71,13 +71,7 @@ fn owner_peer(session: &Session, ctx: &mut RequestCtx, pool: &Pool) -> Option<Bo
         &rt.cache.filter,
     );
     let owner = ring.owner(key.as_bytes())?;
-    let mut peer = HttpPeer::new(owner, false, String::new());
-    let o = &mut peer.options;
-    o.connection_timeout = Some(pool.cfg.connect_timeout);
-    o.total_connection_timeout = Some(pool.cfg.connect_timeout);
-    o.read_timeout = Some(pool.cfg.read_timeout);
-    o.write_timeout = Some(pool.cfg.read_timeout);
-    o.idle_timeout = Some(UPSTREAM_IDLE);
+    let peer = pool.plain_peer(owner);
     ctx.peer = Some(owner);
     ctx.upstream_started = Some(Instant::now());
     ctx.cache.request_time = Some(std::time::SystemTime::now());
@@ -87,32 +81,9 @@ fn owner_peer(session: &Session, ctx: &mut RequestCtx, pool: &Pool) -> Option<Bo
 /// The purge floor a node sends its owning peer (see [`crate::fleet::Fleet::floor`]).
 pub const FLOOR_HEADER: &str = "outpost-fleet-floor";
 
-/// How long an idle pooled origin connection is kept: below the 5 s keep-alive timeout of
-/// Node.js and Apache httpd, so outpost closes it before the origin does (a request sent on
-/// a connection the origin is closing fails; see [`proxy_error`]).
-pub(crate) const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
-
-/// The peer for `server` of the origin `cfg` (TLS, SNI, timeouts).
+/// The peer for `server` of the origin (TLS, SNI, CA, timeouts): [`Pool::peer`].
 pub fn peer_for(pool: &Pool, server: &Server) -> HttpPeer {
-    let cfg = &pool.cfg;
-    let sni = if cfg.sni.is_empty() {
-        server.addr.ip().to_string()
-    } else {
-        cfg.sni.clone()
-    };
-    let mut peer = HttpPeer::new(server.addr, cfg.tls, sni);
-    let o = &mut peer.options;
-    o.connection_timeout = Some(cfg.connect_timeout);
-    o.total_connection_timeout = Some(cfg.connect_timeout);
-    o.read_timeout = Some(cfg.read_timeout);
-    o.write_timeout = Some(cfg.read_timeout);
-    o.idle_timeout = Some(UPSTREAM_IDLE);
-    if cfg.tls {
-        o.verify_cert = cfg.verify;
-        o.verify_hostname = cfg.verify;
-        o.ca = pool.ca.clone();
-    }
-    peer
+    pool.peer(server)
 }
 
 /// `fail_to_connect`: passive health, then retry idempotent requests on another server.

@@ -82,6 +82,8 @@ async fn futures_join_all<F: std::future::Future<Output = ()> + Send + 'static>(
 }
 
 /// One probe: `GET path` with `Connection: close`; healthy when the status is expected.
+/// Plain origins get a raw request (cheap); TLS origins go through Pingora's connector with
+/// the same peer as proxied requests (SNI, `origin.ca`, `origin.verify`).
 async fn probe(pool: &Pool, server: &Server) -> bool {
     let Some(h) = pool.cfg.health.as_ref() else {
         return true;
@@ -91,28 +93,55 @@ async fn probe(pool: &Pool, server: &Server) -> bool {
     } else {
         pool.cfg.host.clone()
     };
-    let req = format!(
-        "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: outpost-health\r\nConnection: close\r\n\r\n",
-        h.path
-    );
-    let attempt = async {
-        let mut stream = TcpStream::connect(server.addr).await.ok()?;
-        stream.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = [0u8; 64];
-        let mut n = 0;
-        while n < 12 {
-            let r = stream.read(&mut buf[n..]).await.ok()?;
-            if r == 0 {
-                break;
-            }
-            n += r;
-        }
-        status_of(&buf[..n])
+    let status = if pool.cfg.tls {
+        tokio::time::timeout(h.timeout, probe_tls(pool, server, &h.path, &host)).await
+    } else {
+        tokio::time::timeout(h.timeout, probe_plain(server, &h.path, &host)).await
     };
-    match tokio::time::timeout(h.timeout, attempt).await {
+    match status {
         Ok(Some(status)) => h.expect_status.contains(&status),
         _ => false,
     }
+}
+
+async fn probe_plain(server: &Server, path: &str, host: &str) -> Option<u16> {
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: outpost-health\r\nConnection: close\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(server.addr).await.ok()?;
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = [0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        let r = stream.read(&mut buf[n..]).await.ok()?;
+        if r == 0 {
+            break;
+        }
+        n += r;
+    }
+    status_of(&buf[..n])
+}
+
+async fn probe_tls(pool: &Pool, server: &Server, path: &str, host: &str) -> Option<u16> {
+    use pingora::connectors::http::Connector;
+    use std::sync::OnceLock;
+    static CONNECTOR: OnceLock<Connector> = OnceLock::new();
+    let connector = CONNECTOR.get_or_init(|| Connector::new(None));
+    let peer = pool.peer(server);
+    let mut req = pingora::http::RequestHeader::build("GET", path.as_bytes(), None).ok()?;
+    req.insert_header("host", host).ok()?;
+    req.insert_header("user-agent", "outpost-health").ok()?;
+    req.insert_header("connection", "close").ok()?;
+    let (mut http, _) = match connector.get_http_session(&peer).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(server = %server.label, error = %e, "TLS health probe failed to connect");
+            return None;
+        }
+    };
+    http.write_request_header(Box::new(req)).await.ok()?;
+    http.read_response_header().await.ok()?;
+    http.response_header().map(|r| r.status.as_u16())
 }
 
 /// Status code of an `HTTP/1.x NNN` status line.

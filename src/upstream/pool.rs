@@ -8,6 +8,7 @@ use pingora::lb::selection::{
     BackendIter, BackendSelection, Consistent, Random, RoundRobin, UniqueIterator,
 };
 use pingora::lb::Backend;
+use pingora::upstreams::peer::HttpPeer;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -119,7 +120,50 @@ pub struct Pool {
     pub latency: Arc<crate::metrics::Latency>,
 }
 
+/// How long an idle pooled origin connection is kept: below the 5 s keep-alive timeout of
+/// Node.js and Apache httpd, so outpost closes it before the origin does (a request sent on
+/// a connection the origin is closing fails; see `proxy::upstream::proxy_error`).
+pub const UPSTREAM_IDLE: Duration = Duration::from_secs(4);
+
 impl Pool {
+    /// The one peer builder: how outpost connects to `server` of this origin (TLS with SNI,
+    /// `origin.ca` and `origin.verify`, this origin's timeouts). Used for proxied requests,
+    /// its own requests (resumes, slices) and active health checks.
+    pub fn peer(&self, server: &Server) -> HttpPeer {
+        let cfg = &self.cfg;
+        let sni = if cfg.sni.is_empty() {
+            server.addr.ip().to_string()
+        } else {
+            cfg.sni.clone()
+        };
+        if !cfg.tls {
+            return self.plain_peer(server.addr);
+        }
+        let mut peer = HttpPeer::new(server.addr, true, sni);
+        self.timeouts(&mut peer);
+        let o = &mut peer.options;
+        o.verify_cert = cfg.verify;
+        o.verify_hostname = cfg.verify;
+        o.ca = self.ca.clone();
+        peer
+    }
+
+    /// A plain-HTTP peer at `addr` with this origin's timeouts (an owning peer of the fleet).
+    pub fn plain_peer(&self, addr: std::net::SocketAddr) -> HttpPeer {
+        let mut peer = HttpPeer::new(addr, false, String::new());
+        self.timeouts(&mut peer);
+        peer
+    }
+
+    fn timeouts(&self, peer: &mut HttpPeer) {
+        let o = &mut peer.options;
+        o.connection_timeout = Some(self.cfg.connect_timeout);
+        o.total_connection_timeout = Some(self.cfg.connect_timeout);
+        o.read_timeout = Some(self.cfg.read_timeout);
+        o.write_timeout = Some(self.cfg.read_timeout);
+        o.idle_timeout = Some(UPSTREAM_IDLE);
+    }
+
     /// Builds the pool; every server starts healthy.
     pub fn new(cfg: OriginConfig, metrics: &Metrics) -> Self {
         if cfg.tls && !cfg.verify {

@@ -25,6 +25,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// A self-signed certificate written as PEM files, with its DER for comparisons.
 struct TestCert {
     der: Vec<u8>,
+    key_der: Vec<u8>,
     cert: PathBuf,
     key: PathBuf,
 }
@@ -45,6 +46,7 @@ fn make_cert(dir: &Path, file: &str, names: &[&str]) -> TestCert {
     std::fs::write(&key_path, key.serialize_pem()).expect("write key");
     TestCert {
         der: cert.der().to_vec(),
+        key_der: key.serialize_der(),
         cert: cert_path,
         key: key_path,
     }
@@ -461,6 +463,7 @@ fn check_rejects_mismatched_key() {
     // a.test's certificate with b.test's key.
     let mismatched = TestCert {
         der: a.der.clone(),
+        key_der: b.key_der.clone(),
         cert: a.cert.clone(),
         key: b.key.clone(),
     };
@@ -530,4 +533,127 @@ async fn sighup_reloads_certificates_for_new_connections_and_keeps_open_ones() {
     let answer = String::from_utf8_lossy(&out);
     assert_eq!(raw_status(&answer), 200, "{answer}");
     assert_eq!(raw_body(&answer), "fine");
+}
+
+/// An HTTPS origin with `cert`: answers every request `200 tls origin` and counts them.
+async fn tls_origin(cert: &TestCert) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use pingora::tls::{PrivateKeyDer, ServerConfig, TlsAcceptor};
+    pingora::tls::install_default_crypto_provider();
+    let key = PrivateKeyDer::try_from(cert.key_der.clone()).expect("key");
+    let cfg = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![CertificateDer::from(cert.der.clone())], key)
+        .expect("server config");
+    let acceptor = TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, c) = (acceptor.clone(), c.clone());
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\ntls origin")
+                    .await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+fn tls_origin_toml(addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "[[origin]]\nname = \"secure\"\nservers = [\"{addr}\"]\ntls = true\nsni = \"origin.test\"\n{extra}\n\
+         [origin.health]\npath = \"/health\"\ninterval = \"300ms\"\nfails = 1\npasses = 1\n\n\
+         [[route]]\nhost = \"*\"\nprefix = \"/\"\norigin = \"secure\"\ncache = false\n"
+    )
+}
+
+async fn ready_healthy(outpost: &Outpost) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    for _ in 0..50 {
+        last = outpost.admin_get("/readyz").await.json();
+        if last["origins"]["secure"]["healthy"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_origin_is_verified_with_origin_ca_and_health_checked_over_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cert = make_cert(dir.path(), "origin", &["origin.test"]);
+    let (addr, hits) = tls_origin(&cert).await;
+    let ca = format!("ca = {:?}", cert.cert.display().to_string());
+    let outpost = Outpost::builder()
+        .raw(&tls_origin_toml(addr, &ca))
+        .start()
+        .await;
+    // Servers start healthy; several probes (300 ms apart, one failure takes it out) later
+    // it must still be, and the probes must have reached the origin.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let ready = ready_healthy(&outpost).await;
+    assert_eq!(
+        ready["origins"]["secure"]["healthy"], 1,
+        "health checks over TLS failed: {ready}"
+    );
+    let probes = hits.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        probes >= 2,
+        "{probes} probes reached the TLS origin\n{}",
+        outpost.output()
+    );
+    let r = outpost.get("site.test", "/x").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "tls origin"), "{r:?}");
+
+    // Without the CA the self-signed origin is refused; with verify = false it is accepted.
+    let untrusted = Outpost::builder()
+        .raw(&tls_origin_toml(addr, ""))
+        .start()
+        .await;
+    let r = untrusted.get("site.test", "/x").await;
+    assert!(
+        r.status == 502 || r.status == 503,
+        "an unverified origin was used: {r:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let down = untrusted.admin_get("/readyz").await.json();
+    assert_eq!(
+        down["origins"]["secure"]["healthy"], 0,
+        "unverifiable origin still healthy: {down}"
+    );
+    let unverified = Outpost::builder()
+        .raw(&tls_origin_toml(addr, "verify = false"))
+        .start()
+        .await;
+    assert!(
+        unverified.output().contains("origin.verify = false"),
+        "{}",
+        unverified.output()
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        ready_healthy(&unverified).await["origins"]["secure"]["healthy"],
+        1
+    );
+    let r = unverified.get("site.test", "/x").await;
+    assert_eq!((r.status, r.text().as_str()), (200, "tls origin"), "{r:?}");
 }
