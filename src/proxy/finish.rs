@@ -70,7 +70,9 @@ pub fn finish(shared: &Shared, session: &Session, e: Option<&Error>, ctx: &mut R
         "bytes": session.body_bytes_sent(),
         "duration_ms": (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
         "cache": ctx.cache_status,
-        "origin": ctx.upstream_ms.and(ctx.pool.as_ref()).map(|p| p.name()),
+        "origin": ctx.upstream_ms.filter(|_| ctx.peer.is_none()).and(ctx.pool.as_ref()).map(|p| p.name()),
+        // Peering: the owning node that answered instead of the origin.
+        "peer": ctx.peer.map(|p| p.to_string()),
         "server": ctx.upstream_ms.and(ctx.server.as_ref()).map(|s| s.label.as_str()),
         "upstream_ms": ctx.upstream_ms.map(|m| (m * 1000.0).round() / 1000.0),
         "request_id": format!("{:x}-{id:x}", std::process::id()),

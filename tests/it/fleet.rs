@@ -284,6 +284,7 @@ async fn peer_node(peers: &[u16], me: usize, origin: &Origin) -> Outpost {
             peers[me]
         ))
         .site("*", origin)
+        .access_log()
         .start()
         .await
 }
@@ -301,6 +302,7 @@ async fn peering_makes_one_origin_fetch_per_object_for_the_fleet() {
     let a = peer_node(&ports, 0, &origin).await;
     let b = peer_node(&ports, 1, &origin).await;
     let c = peer_node(&ports, 2, &origin).await;
+
     let mut two_hops = 0;
     for i in 0..12 {
         let path = format!("/obj{i}");
@@ -422,4 +424,52 @@ async fn after_a_purge_no_node_refills_an_old_copy_from_its_peer() {
         !after.text().ends_with("v1"),
         "a refilled the purged copy from its peer: {after:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_sent_while_the_engine_restarts_are_not_lost() {
+    let Some(mut nats) = nats_or_skip() else {
+        return;
+    };
+    let origin = Origin::new().start().await;
+    for i in 0..20 {
+        origin.set_handler(&format!("/p{i}"), versioned);
+    }
+    let a = node("edge-a", &nats, &origin, None).await;
+    let b = node("edge-b", &nats, &origin, None).await;
+    until_fleet(&a, 1).await;
+    until_fleet(&b, 1).await;
+    for i in 0..20 {
+        b.get("site.test", &format!("/p{i}")).await;
+    }
+    for i in 0..20 {
+        if i == 7 {
+            nats.stop();
+        }
+        if i == 14 {
+            nats.spawn().expect("nats-server restarts");
+        }
+        let body = format!("{{\"urls\": [\"http://site.test/p{i}\"], \"wait\": false}}");
+        let r = a.admin_post("/purge", &body, Some(TOKEN)).await;
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    // Every purge reaches b: each path is a miss once (then refilled).
+    let mut pending: Vec<usize> = (0..20).collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for i in pending {
+            let r = b.get("site.test", &format!("/p{i}")).await;
+            if r.is_hit() {
+                still.push(i);
+            }
+        }
+        pending = still;
+        assert!(
+            Instant::now() < deadline,
+            "purges lost for {pending:?}\n{}",
+            a.output()
+        );
+        tokio::time::sleep(ms(200)).await;
+    }
 }
