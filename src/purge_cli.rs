@@ -66,6 +66,13 @@ pub fn run(args: &PurgeArgs) -> Result<(), Error> {
     println!("{}", answer.trim_end());
     if status == 200 {
         Ok(())
+    } else if status == 202 {
+        // Applied here and queued for the fleet: some live node has not acknowledged yet.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("warning: applied, but not every node of the fleet acknowledged it within cluster.purge_wait");
+        }
+        Ok(())
     } else {
         Err(Error::Runtime(format!("purge failed: HTTP {status}")))
     }
