@@ -104,7 +104,9 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
 }
 
 /// The request body, at most `MAX_BODY` bytes: larger is 413 (announced by Content-Length
-/// or found while reading), unreadable 400.
+/// or found while reading), unreadable 400. An oversized body is read on and discarded for a
+/// while (like nginx's lingering close), so that the client, still sending, gets to read the
+/// 413 instead of a reset; the connection is closed after the answer.
 async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, (u16, String)> {
     let too_large = || (413, format!("request body larger than {MAX_BODY} bytes"));
     let announced = session
@@ -114,7 +116,7 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, (u16, String)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if announced.is_some_and(|n| n > MAX_BODY as u64) {
-        session.set_keepalive(None);
+        discard_body(session).await;
         return Err(too_large());
     }
     let mut body = Vec::new();
@@ -123,7 +125,7 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, (u16, String)
             Ok(Some(chunk)) => {
                 body.extend_from_slice(&chunk);
                 if body.len() > MAX_BODY {
-                    session.set_keepalive(None);
+                    discard_body(session).await;
                     return Err(too_large());
                 }
             }
@@ -131,6 +133,23 @@ async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, (u16, String)
             Err(e) => return Err((400, format!("cannot read request body: {e}"))),
         }
     }
+}
+
+/// Reads and drops what is left of a request body, up to 64 MiB or 2 s, then marks the
+/// connection for closing.
+async fn discard_body(session: &mut ServerSession) {
+    const LINGER_BYTES: usize = 64 << 20;
+    let drain = async {
+        let mut seen = 0;
+        while let Ok(Some(chunk)) = session.read_request_body().await {
+            seen += chunk.len();
+            if seen > LINGER_BYTES {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+    session.set_keepalive(None);
 }
 
 fn readyz(admin: &Admin) -> Response<Vec<u8>> {
