@@ -358,7 +358,7 @@ async fn an_owner_that_is_down_or_fails_is_skipped_for_the_origin() {
             });
         }
     });
-    let dead = free_port();
+    let dead = crate::support::dead_addr().await.port();
     let ports = [free_port(), failing_port, dead];
     let a = peer_node(&ports, 0, &origin).await;
     for i in 0..12 {

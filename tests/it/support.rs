@@ -15,12 +15,21 @@ pub(crate) use resp::{parse_metric, Resp};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-/// A loopback address nobody listens on (bound once, then released).
+/// A loopback address nobody listens on: a socket bound there but never listening (so a
+/// connection is refused) and kept for the rest of the test process, so that no other test's
+/// listener can take the port meanwhile (a released port was reused by a parallel test).
 pub(crate) async fn dead_addr() -> std::net::SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    l.local_addr().expect("local addr")
+    let s =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    s.bind(&any.into()).expect("bind");
+    let addr = s
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("local addr");
+    std::mem::forget(s);
+    addr
 }
 
 /// Asserts an error outpost answered itself (interface.md §3): `status`, a `Cache-Status`
