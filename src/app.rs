@@ -12,7 +12,9 @@ use crate::proxy::Outpost;
 use crate::state::{Runtime, Shared};
 use crate::upstream::health::HealthChecks;
 use async_trait::async_trait;
-use pingora::listeners::TcpSocketOptions;
+use pingora::listeners::{
+    L4BufferSettings, ListenerConfig, TcpSocketOptions, DEFAULT_L4_WRITE_BUFFER_SIZE,
+};
 use pingora::server::configuration::ServerConf;
 use pingora::server::{ExecutionPhase, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::background_service;
@@ -20,6 +22,9 @@ use pingora::services::listening::Service;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Read buffer of a client connection (Pingora's default is 64 KiB per connection).
+const CLIENT_READ_BUFFER: usize = 4 * 1024;
 
 /// Addresses actually bound, after port-0 resolution.
 #[derive(Debug, Clone)]
@@ -187,17 +192,27 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
         "outpost proxy".to_string(),
         crate::front::Front::new(http, shared.clone()),
     );
+    // Pingora gives every client connection a 64 KiB read buffer up front: most of what an
+    // idle connection costs. Request heads are small (4 KiB holds most in one read; reads larger than the buffer bypass it).
+    let buffers = L4BufferSettings::new(CLIENT_READ_BUFFER, DEFAULT_L4_WRITE_BUFFER_SIZE);
     for a in &proxy_addrs {
-        match a.options() {
-            Some(o) => proxy.add_tcp_with_settings(&a.addr.to_string(), o),
-            None => proxy.add_tcp(&a.addr.to_string()),
+        let mut l = ListenerConfig::tcp(a.addr.to_string()).l4_buffer(buffers);
+        if let Some(o) = a.options() {
+            l = l.tcp_socket_options(o);
         }
+        proxy.add_listener(l);
     }
     if let Some(store) = &certs {
         // Pingora consumes a TlsSettings per listener; they share one certificate store.
         for a in &tls_addrs {
             let settings = crate::tls::settings(store)?;
-            proxy.add_tls_with_settings(&a.addr.to_string(), a.options(), settings);
+            let mut l = ListenerConfig::tcp(a.addr.to_string())
+                .tls(settings)
+                .l4_buffer(buffers);
+            if let Some(o) = a.options() {
+                l = l.tcp_socket_options(o);
+            }
+            proxy.add_listener(l);
         }
     }
     let ops = Arc::new(LiveOps::new(shared.clone()));
