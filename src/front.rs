@@ -165,7 +165,8 @@ impl ServerApp for Front {
             return Box::pin(self.inner.process_new(stream, shutdown)).await;
         }
         let idle = whole_secs(idle);
-        let mut stream: Stream = Box::new(HeadTimer::new(stream, header_timeout));
+        let mut stream: Stream =
+            Box::new(HeadTimer::new(stream, header_timeout, self.shared.clone()));
         let mut persistent = None;
         let mut fresh = true;
         loop {
@@ -242,7 +243,10 @@ enum Phase {
 
 /// A client stream that fails reads once a request head takes longer than `limit` from its
 /// first byte to its blank line. A response status line (not 1xx) starts the next request.
-#[derive(Debug)]
+///
+/// It also stands in for Pingora's bare `400` to requests its HTTP/1 parser rejects (they
+/// never reach outpost's own code): that answer is replaced by outpost's error page with
+/// `Cache-Status`, and an access-log line is written.
 struct HeadTimer {
     inner: Stream,
     limit: Duration,
@@ -250,17 +254,109 @@ struct HeadTimer {
     deadline: Pin<Box<Sleep>>,
     /// The last bytes read, to find `\r\n\r\n` (or `\n\n`) across reads.
     tail: [u8; 3],
+    shared: Arc<Shared>,
+    /// A replacement being written: (bytes, written so far, length of the caller's buffer).
+    replacing: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl std::fmt::Debug for HeadTimer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeadTimer({:?}, {:?})", self.inner, self.phase)
+    }
+}
+
+/// Pingora's own error answer (no `Cache-Status`: every answer outpost writes has one).
+fn is_bare_400(buf: &[u8]) -> bool {
+    buf.starts_with(b"HTTP/1.1 400 ")
+        && !buf
+            .windows(b"cache-status:".len())
+            .any(|w| w.eq_ignore_ascii_case(b"cache-status:"))
+}
+
+/// The error page outpost answers malformed requests with (interface.md §3).
+fn malformed_answer() -> Vec<u8> {
+    let body = "400 Bad Request: malformed request\n";
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
+         cache-status: outpost; fwd=bypass; detail=bad-request\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 impl HeadTimer {
-    fn new(inner: Stream, limit: Duration) -> Self {
+    fn new(inner: Stream, limit: Duration, shared: Arc<Shared>) -> Self {
         HeadTimer {
             inner,
             limit,
             phase: Phase::Idle,
             deadline: Box::pin(tokio::time::sleep(limit)),
             tail: [0; 3],
+            shared,
+            replacing: None,
         }
+    }
+
+    /// The access-log line and request count of a request the parser rejected.
+    fn log_malformed(&self) {
+        let m = &self.shared.metrics;
+        if let Some(c) = m.requests_by_class.get(crate::metrics::class_index(400)) {
+            c.inc();
+        }
+        if !self.shared.access_log.enabled() {
+            return;
+        }
+        let client = self.inner.get_socket_digest().and_then(|d| {
+            d.peer_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip().to_string())
+        });
+        let line = serde_json::json!({
+            "time": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            "client": client,
+            "method": null,
+            "host": null,
+            "path": null,
+            "status": 400,
+            "bytes": 0,
+            "duration_ms": null,
+            "cache": "outpost; fwd=bypass; detail=bad-request",
+            "origin": null,
+            "server": null,
+            "upstream_ms": null,
+            "request_id": null,
+        });
+        self.shared.access_log.write(line.to_string());
+    }
+
+    /// Writes the pending replacement; `Ok(n)` (the caller's length) once all of it is out.
+    fn flush_replacement(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        while let Some((data, written, _)) = &mut self.replacing {
+            if *written >= data.len() {
+                break;
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &data[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        let len = self.replacing.take().map_or(0, |(_, _, len)| len);
+        Poll::Ready(Ok(len))
+    }
+
+    /// Starts replacing Pingora's bare 400 in `buf`, if it is one.
+    fn intercept(&mut self, buf: &[u8]) -> bool {
+        if !is_bare_400(buf) {
+            return false;
+        }
+        self.log_malformed();
+        self.replacing = Some((malformed_answer(), 0, buf.len()));
+        self.phase = Phase::Idle;
+        true
     }
 
     /// Tracks the head's end in newly read bytes.
@@ -325,6 +421,9 @@ impl AsyncWrite for HeadTimer {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.replacing.is_some() || self.intercept(buf) {
+            return self.flush_replacement(cx);
+        }
         self.wrote(buf);
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
@@ -334,8 +433,14 @@ impl AsyncWrite for HeadTimer {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if self.replacing.is_some() {
+            return self.flush_replacement(cx);
+        }
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
             let first: &[u8] = first;
+            if self.intercept(first) {
+                return self.flush_replacement(cx);
+            }
             self.wrote(first);
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)

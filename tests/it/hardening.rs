@@ -117,6 +117,7 @@ async fn malformed_and_oversized_requests_get_4xx_with_cache_status_and_never_re
         .set("server", "max_uri", "\"1KiB\"")
         .set("server", "max_headers", "10")
         .site("*", &origin)
+        .access_log()
         .start()
         .await;
     let long = format!("/{}", "a".repeat(2000));
@@ -140,6 +141,18 @@ async fn malformed_and_oversized_requests_get_4xx_with_cache_status_and_never_re
             400,
         ),
         ("bad Host", get("/h", "a b"), 400),
+        // Rejected by Pingora's parser before outpost's code runs: still outpost's answer.
+        (
+            "obs-fold",
+            b"GET /f HTTP/1.1\r\nHost: site.test\r\nX-A: b\r\n c\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+        ),
+        (
+            "invalid field name",
+            b"GET /n HTTP/1.1\r\nHost: site.test\r\nBad Name: v\r\nConnection: close\r\n\r\n".to_vec(),
+            400,
+        ),
+        ("garbage request line", b"GARBAGE\r\n\r\n".to_vec(), 400),
     ];
     for (what, bytes, want) in cases {
         let answer = outpost.raw(&bytes).await;
@@ -150,6 +163,19 @@ async fn malformed_and_oversized_requests_get_4xx_with_cache_status_and_never_re
             "{what}: {answer:.300}"
         );
     }
+    // Every one of them has an access-log line.
+    tokio::time::sleep(ms(300)).await;
+    let refused = outpost
+        .access_log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["status"].as_u64().is_some_and(|s| s >= 400))
+        .count();
+    assert!(
+        refused >= 9,
+        "{refused} access-log lines for 9 refused requests:\n{}",
+        outpost.access_log()
+    );
     // Just inside the limits still works.
     let r = outpost
         .get("site.test", &format!("/{}", "b".repeat(900)))
