@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Read buffer of a client connection (Pingora's default is 64 KiB per connection).
-const CLIENT_READ_BUFFER: usize = 4 * 1024;
+const CLIENT_READ_BUFFER: usize = 2 * 1024;
 
 /// Addresses actually bound, after port-0 resolution.
 #[derive(Debug, Clone)]
@@ -193,7 +193,8 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
         crate::front::Front::new(http, shared.clone()),
     );
     // Pingora gives every client connection a 64 KiB read buffer up front: most of what an
-    // idle connection costs. Request heads are small (4 KiB holds most in one read; reads larger than the buffer bypass it).
+    // idle connection costs. Request heads are small (2 KiB holds most in one read), and
+    // reads larger than the buffer bypass it.
     let buffers = L4BufferSettings::new(CLIENT_READ_BUFFER, DEFAULT_L4_WRITE_BUFFER_SIZE);
     for a in &proxy_addrs {
         let mut l = ListenerConfig::tcp(a.addr.to_string()).l4_buffer(buffers);
