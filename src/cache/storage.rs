@@ -20,6 +20,8 @@ mod tests;
 use crate::cache::purge::bans::Bans;
 use crate::cache::purge::log::PurgeLog;
 use crate::config::{CacheConfig, DiskConfig};
+/// Moves a damaged file outpost owns out of the way (also used by the purge log).
+pub(crate) use disk::set_aside;
 use disk::DiskTier;
 use fill::Fills;
 use hit::StorageHit;
