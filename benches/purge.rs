@@ -16,7 +16,7 @@
 //!    after 10,000 tag purges + 100 prefix purges that match nothing (so every object is
 //!    still a hit but its stamp is older than the latest purge: the full ban check runs).
 //!    Also 2 tasks on 2 threads (aggregate lookups/s), same two states.
-//! 3. Purge latency (`purge_request` until it returns; "drained" = until the background
+//! 3. Purge latency (`purge::run` until it returns; "drained" = until the background
 //!    removal task of large purges finished): 20 small tags, the `big` tag, 20 one-dir
 //!    prefixes, a one-host prefix, a host, and `all`; each soft first, then hard on the same
 //!    target. Finally, how long moka's lazy `invalidate_all` takes to empty the counters.
@@ -328,7 +328,7 @@ async fn run_purge(
     for mut r in reqs {
         r.validate().expect("valid purge");
         let t = Instant::now();
-        let res: PurgeResult = s.purge_request(&r).await;
+        let res: PurgeResult = outpost::cache::purge::run(s, &r).await;
         returned.push(t.elapsed().as_secs_f64() * 1e3);
         took.push(res.took.as_secs_f64() * 1e3);
         purged.push(res.purged.map_or("?".to_string(), |p| p.to_string()));
@@ -452,7 +452,7 @@ fn main() {
         let t = Instant::now();
         for j in 0..10_000 {
             let r = req(false, |r| r.tags = vec![format!("nomatch-{j}")]);
-            s.purge_request(&r).await;
+            outpost::cache::purge::run(s, &r).await;
         }
         let tag_bans = t.elapsed();
         let t = Instant::now();
@@ -460,7 +460,7 @@ fn main() {
             let r = req(false, |r| {
                 r.prefixes = vec![format!("http://h{}.test/nomatch{j}/", j % HOSTS)]
             });
-            s.purge_request(&r).await;
+            outpost::cache::purge::run(s, &r).await;
         }
         let prefix_bans = t.elapsed();
         drained().await;

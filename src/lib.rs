@@ -26,6 +26,7 @@ pub mod error;
 pub mod fleet;
 pub mod front;
 pub mod logging;
+pub mod message;
 pub mod metrics;
 pub mod ops;
 pub mod proxy;

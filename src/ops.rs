@@ -148,7 +148,7 @@ pub async fn apply_purge(
         .iter()
         .flat_map(|u| url_keys(u, &rt.cache.filter))
         .collect();
-    let result = shared.cache.storage.purge_request(&req).await;
+    let result = crate::cache::purge::run(shared.cache.storage, &req).await;
     for (kind, n) in result.counts.iter() {
         for _ in 0..n.min(1) {
             shared.metrics.purge(kind, result.soft);

@@ -10,6 +10,7 @@
 //! errors: fail_to_connect (retry) ─▶ should_serve_stale ─▶ fail_to_proxy (502/503/504)
 //! ```
 
+pub mod caching;
 pub mod compress;
 pub mod ctx;
 pub mod failure;
@@ -22,9 +23,10 @@ pub mod response;
 pub mod resume;
 pub mod route;
 pub mod slice;
+pub mod status;
 pub mod upstream;
 
-use crate::cache::{self, CacheLayer};
+use crate::cache::CacheLayer;
 use crate::state::Shared;
 use async_trait::async_trait;
 use ctx::RequestCtx;
@@ -47,7 +49,8 @@ impl ProxyHttp for Outpost {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new()
+        // The request keeps the config it started with, even across a reload.
+        RequestCtx::new(self.shared.runtime.load_full())
     }
 
     fn init_downstream_modules(&self, modules: &mut pingora::modules::http::HttpModules) {
@@ -63,10 +66,7 @@ impl ProxyHttp for Outpost {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        // The request keeps the config it started with, even across a reload.
-        let rt = self.shared.runtime.load_full();
-        compress::prepare_request(session, &rt.cfg.compression);
-        ctx.rt = Some(rt);
+        compress::prepare_request(session, &ctx.rt.cfg.compression);
         Ok(())
     }
 
@@ -81,12 +81,12 @@ impl ProxyHttp for Outpost {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        cache::enable(self.cache, session, ctx);
+        caching::enable(self.cache, session, ctx);
         Ok(())
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        cache::cache_key(self.cache, session, ctx)
+        caching::cache_key(self.cache, session, ctx)
     }
 
     fn cache_vary_filter(
@@ -95,7 +95,7 @@ impl ProxyHttp for Outpost {
         ctx: &mut RequestCtx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        cache::vary(meta, ctx, req)
+        caching::vary(meta, ctx, req)
     }
 
     async fn cache_hit_filter(
@@ -106,7 +106,7 @@ impl ProxyHttp for Outpost {
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        let forced = cache::on_hit(meta, hit, ctx);
+        let forced = caching::on_hit(meta, hit, ctx);
         if forced.is_none() {
             resume::attach(session, meta, hit, ctx);
         }
@@ -118,7 +118,7 @@ impl ProxyHttp for Outpost {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<bool> {
-        if cache::may_go_upstream(ctx) {
+        if caching::may_go_upstream(ctx) {
             return Ok(true);
         }
         failure::respond(
@@ -139,7 +139,7 @@ impl ProxyHttp for Outpost {
         ctx: &mut RequestCtx,
         error: Option<&Error>,
     ) -> bool {
-        cache::may_serve_stale(ctx, error)
+        caching::may_serve_stale(ctx, error)
     }
 
     async fn upstream_peer(
@@ -207,7 +207,7 @@ impl ProxyHttp for Outpost {
         }
         response::check_upstream(resp, ctx)?;
         upstream::on_response(resp, ctx);
-        cache::on_upstream_response(session, resp, ctx);
+        caching::on_upstream_response(session, resp, ctx);
         Ok(())
     }
 
@@ -217,7 +217,7 @@ impl ProxyHttp for Outpost {
         resp: &ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<RespCacheable> {
-        Ok(cache::decide(self.cache, session, resp, ctx))
+        Ok(caching::decide(self.cache, session, resp, ctx))
     }
 
     async fn response_filter(

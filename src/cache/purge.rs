@@ -3,8 +3,6 @@
 //! matching object misses (hard) or revalidates (soft), and removes matching memory objects
 //! eagerly through the storage indexes. Cost is O(1) + O(matching objects), never a scan.
 
-pub(crate) mod bans;
-pub(crate) mod log;
 #[cfg(test)]
 mod tests;
 
@@ -200,77 +198,73 @@ fn absolute_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-// === impl Storage ===
-
-impl Storage {
-    /// Runs a (validated) purge. When it returns, no lookup serves the purged content fresh
-    /// (hard: a miss; soft: stale, revalidated), in any tier, also after a restart (the
-    /// purge is in the disk tier's log). Large sets are freed in the background.
-    pub async fn purge_request(&'static self, req: &PurgeRequest) -> PurgeResult {
-        let start = Instant::now();
-        let soft = req.soft;
-        let at = SystemTime::now();
-        let urls: Vec<String> = req.urls.iter().map(|u| lower_authority(u)).collect();
-        let prefixes: Vec<String> = req.prefixes.iter().map(|p| lower_authority(p)).collect();
-        let hosts: Vec<String> = req.hosts.iter().map(|h| host_of(h)).collect();
-        let mut url_keys = Vec::new();
-        let mut old_index = None;
-        let mut banned = self.ban(soft, at, |idx, w, keys| {
-            for url in &urls {
-                let mut pks = idx.primaries_of_url(url);
-                let hashed = CacheKey::new(url.as_str(), "").primary_bin();
-                if !pks.contains(&hashed) {
-                    pks.push(hashed);
-                }
-                for pk in pks {
-                    w.url(pk);
-                    url_keys.push(pk);
-                    url_keys.extend(idx.variants(&pk).iter().copied());
-                    keys.extend(idx.variants(&pk).iter().copied());
-                }
+/// Runs a (validated) purge on `storage`. When it returns, no lookup serves the purged
+/// content fresh (hard: a miss; soft: stale, revalidated), in any tier, also after a restart
+/// (the purge is in the disk tier's log). Large sets are freed in the background.
+pub async fn run(storage: &'static Storage, req: &PurgeRequest) -> PurgeResult {
+    let start = Instant::now();
+    let soft = req.soft;
+    let at = SystemTime::now();
+    let urls: Vec<String> = req.urls.iter().map(|u| lower_authority(u)).collect();
+    let prefixes: Vec<String> = req.prefixes.iter().map(|p| lower_authority(p)).collect();
+    let hosts: Vec<String> = req.hosts.iter().map(|h| host_of(h)).collect();
+    let mut url_keys = Vec::new();
+    let mut old_index = None;
+    let mut banned = storage.ban(soft, at, |idx, w, keys| {
+        for url in &urls {
+            let mut pks = idx.primaries_of_url(url);
+            let hashed = CacheKey::new(url.as_str(), "").primary_bin();
+            if !pks.contains(&hashed) {
+                pks.push(hashed);
             }
-            for tag in &req.tags {
-                w.tag(tag);
-                idx.tagged(tag, !soft, keys);
-            }
-            for prefix in &prefixes {
-                w.prefix(prefix);
-                idx.with_prefix(prefix, keys);
-            }
-            for host in &hosts {
-                w.host(host);
-                idx.on_host(host, keys);
-            }
-            if req.all {
-                w.all();
-                let n = idx.len() as u64;
-                keys.clear(); // soft: applied lazily at lookup; hard: dropped wholesale below
-                if !soft {
-                    old_index = Some(idx.take());
-                }
-                return Some(n);
-            }
-            None
-        });
-        if let Some(old) = old_index {
-            // Free the old index off the request path, with no lock held.
-            drop(tokio::task::spawn_blocking(move || drop(old)));
-        }
-        self.persist(&mut banned).await;
-        if !soft {
-            self.forget_on_disk(url_keys);
-            if req.all {
-                self.drop_all();
+            for pk in pks {
+                w.url(pk);
+                url_keys.push(pk);
+                url_keys.extend(idx.variants(&pk).iter().copied());
+                keys.extend(idx.variants(&pk).iter().copied());
             }
         }
-        let (id, count) = (banned.seq, banned.count);
-        self.apply(banned, soft, at).await;
-        PurgeResult {
-            id,
-            purged: self.counts_exact().then_some(count),
-            took: start.elapsed(),
-            soft,
-            counts: req.counts(),
+        for tag in &req.tags {
+            w.tag(tag);
+            idx.tagged(tag, !soft, keys);
         }
+        for prefix in &prefixes {
+            w.prefix(prefix);
+            idx.with_prefix(prefix, keys);
+        }
+        for host in &hosts {
+            w.host(host);
+            idx.on_host(host, keys);
+        }
+        if req.all {
+            w.all();
+            let n = idx.len() as u64;
+            keys.clear(); // soft: applied lazily at lookup; hard: dropped wholesale below
+            if !soft {
+                old_index = Some(idx.take());
+            }
+            return Some(n);
+        }
+        None
+    });
+    if let Some(old) = old_index {
+        // Free the old index off the request path, with no lock held.
+        drop(tokio::task::spawn_blocking(move || drop(old)));
+    }
+    storage.persist(&mut banned).await;
+    if !soft {
+        storage.forget_on_disk(url_keys);
+        if req.all {
+            storage.drop_all();
+        }
+    }
+    let (id, count) = (banned.seq, banned.count);
+    storage.apply(banned, soft, at).await;
+    PurgeResult {
+        id,
+        purged: storage.counts_exact().then_some(count),
+        took: start.elapsed(),
+        soft,
+        counts: req.counts(),
     }
 }

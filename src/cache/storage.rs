@@ -17,11 +17,10 @@ mod resume;
 #[cfg(test)]
 mod tests;
 
-use crate::cache::purge::bans::Bans;
-use crate::cache::purge::log::PurgeLog;
+use crate::cache::bans::log::PurgeLog;
+use crate::cache::bans::Bans;
 use crate::config::{CacheConfig, DiskConfig};
 /// Moves a damaged file outpost owns out of the way (also used by the purge log).
-pub(crate) use disk::set_aside;
 use disk::DiskTier;
 use fill::Fills;
 use hit::StorageHit;

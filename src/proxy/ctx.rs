@@ -11,7 +11,8 @@ use std::time::Instant;
 #[derive(Debug)]
 pub struct RequestCtx {
     pub started: Instant,
-    pub rt: Option<Arc<Runtime>>,
+    /// The config this request started with (kept across a reload).
+    pub rt: Arc<Runtime>,
     pub inflight: Option<InflightGuard>,
     /// Lower-cased host without port.
     pub host: String,
@@ -48,11 +49,11 @@ pub struct RequestCtx {
 }
 
 impl RequestCtx {
-    /// A fresh context at request start.
-    pub fn new() -> Self {
+    /// A fresh context at request start, on the runtime (config) current now.
+    pub fn new(rt: Arc<Runtime>) -> Self {
         Self {
             started: Instant::now(),
-            rt: None,
+            rt,
             inflight: None,
             host: String::new(),
             route: None,
@@ -75,11 +76,5 @@ impl RequestCtx {
             fleet_behind: false,
             fleet_floor: None,
         }
-    }
-}
-
-impl Default for RequestCtx {
-    fn default() -> Self {
-        Self::new()
     }
 }

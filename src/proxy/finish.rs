@@ -22,7 +22,8 @@ pub fn finish(shared: &Shared, session: &Session, e: Option<&Error>, ctx: &mut R
         .metrics
         .request_duration
         .observe(elapsed.as_secs_f64());
-    if let Some(rt) = &ctx.rt {
+    {
+        let rt = &ctx.rt;
         if status > 0 {
             if let Some(c) = rt
                 .counters(ctx.route)
@@ -49,7 +50,7 @@ pub fn finish(shared: &Shared, session: &Session, e: Option<&Error>, ctx: &mut R
         .sent_bytes
         .inc_by(u64::try_from(session.body_bytes_sent()).unwrap_or(0));
     if ctx.route.is_some() && ctx.local_status.is_none() {
-        let (result, tier) = crate::cache::status::lookup_result(session, ctx);
+        let (result, tier) = super::status::lookup_result(session, ctx);
         shared.metrics.lookup(result, tier);
         if session.cache.lock_duration().is_some() {
             shared.metrics.coalesced.inc();

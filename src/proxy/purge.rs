@@ -21,9 +21,7 @@ pub async fn maybe_purge(
     if session.req_header().method.as_str() != "PURGE" {
         return Ok(false);
     }
-    let Some(rt) = ctx.rt.clone() else {
-        return Ok(false);
-    };
+    let rt = ctx.rt.clone();
     let allowed = ctx
         .client_ip
         .is_some_and(|ip| rt.cfg.cache.purge_allow.iter().any(|n| n.contains(&ip)));
@@ -45,7 +43,7 @@ pub async fn maybe_purge(
         .path_and_query()
         .map_or("/", |p| p.as_str());
     let url = key::primary_key(
-        crate::cache::scheme(session),
+        super::caching::scheme(session),
         &ctx.host,
         pq,
         &rt.cache.filter,
@@ -79,14 +77,14 @@ pub async fn invalidate_on_unsafe(
     if !policy::invalidates(method, resp.status.as_u16()) || ctx.route.is_none() {
         return;
     }
-    let Some(rt) = ctx.rt.as_ref() else { return };
+    let rt = &ctx.rt;
     let pq = session
         .req_header()
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str());
     let urls = key::invalidation_keys(
-        crate::cache::scheme(session),
+        super::caching::scheme(session),
         &ctx.host,
         pq,
         resp,
@@ -96,5 +94,5 @@ pub async fn invalidate_on_unsafe(
         urls,
         ..PurgeRequest::default()
     };
-    let _ = shared.cache.storage.purge_request(&req).await;
+    let _ = crate::cache::purge::run(shared.cache.storage, &req).await;
 }

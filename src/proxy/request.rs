@@ -16,10 +16,7 @@ pub async fn admit(
     session: &mut Session,
     ctx: &mut RequestCtx,
 ) -> Result<bool> {
-    let rt = match ctx.rt.clone() {
-        Some(rt) => rt,
-        None => shared.runtime.load_full(),
-    };
+    let rt = ctx.rt.clone();
     ctx.inflight = Some(shared.begin_request());
     ctx.client_ip = session
         .client_addr()
@@ -32,7 +29,6 @@ pub async fn admit(
     };
     let raw = session.as_http1().map(|h1| h1.get_headers_raw_bytes());
     let verdict = headers::validate(raw.as_deref(), session.req_header(), &limits);
-    ctx.rt = Some(rt.clone());
     if let Err(r) = verdict {
         let (status, detail, text) = match r {
             Reject::TooLarge => (431, "header-too-large", "request header too large"),

@@ -14,7 +14,7 @@ pub fn decorate(
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
 ) -> Result<()> {
-    headers::strip_hop_by_hop_resp(resp);
+    crate::message::strip_hop_by_hop_resp(resp);
     if ctx.cache.stale_error {
         // pingora does not reuse a connection whose upstream failed; say so to the client.
         session.set_keepalive(None);
@@ -22,20 +22,14 @@ pub fn decorate(
     for name in ["surrogate-key", "cache-tag", "surrogate-control"] {
         resp.remove_header(name);
     }
-    if ctx
-        .rt
-        .as_ref()
-        .is_some_and(|rt| !rt.cfg.cache.forward_cdn_cache_control)
-    {
+    if !ctx.rt.cfg.cache.forward_cdn_cache_control {
         resp.remove_header("cdn-cache-control");
     }
     let via = headers::via(resp.headers.get("via").and_then(|v| v.to_str().ok()));
     resp.insert_header("via", via)?;
-    crate::cache::fix_age(session, resp);
-    if let Some(rt) = ctx.rt.as_ref() {
-        super::compress::decide(session, resp, &rt.cfg.compression);
-    }
-    let mut status = crate::cache::status::cache_status(session, ctx);
+    super::caching::fix_age(session, resp);
+    super::compress::decide(session, resp, &ctx.rt.cfg.compression);
+    let mut status = super::status::cache_status(session, ctx);
     if ctx.peer.is_some() {
         // RFC 9211 list order: the owning peer's entry first, then this node's.
         if let Some(theirs) = resp
@@ -59,11 +53,7 @@ const MIN_RESPONSE_HEAD: u64 = 64 * 1024;
 /// Content-Length and Transfer-Encoding never gets here as such: Pingora's HTTP/1 client
 /// drops the Content-Length and frames by the chunked coding, RFC 9112 §6.3.)
 pub fn check_upstream(resp: &ResponseHeader, ctx: &RequestCtx) -> Result<()> {
-    let cap = ctx
-        .rt
-        .as_ref()
-        .map_or(MIN_RESPONSE_HEAD, |rt| rt.cfg.server.max_request_header)
-        .max(MIN_RESPONSE_HEAD);
+    let cap = ctx.rt.cfg.server.max_request_header.max(MIN_RESPONSE_HEAD);
     let size: u64 = resp
         .headers
         .iter()

@@ -129,7 +129,7 @@ async fn prepare(
     session: &Session,
     ctx: &RequestCtx,
 ) -> Result<Option<Arc<Job>>> {
-    let (Some(rt), Some(pool)) = (ctx.rt.clone(), ctx.pool.clone()) else {
+    let (rt, Some(pool)) = (ctx.rt.clone(), ctx.pool.clone()) else {
         return Ok(None);
     };
     let Some(route) = ctx.route.and_then(|i| rt.cfg.routes.get(i)) else {
@@ -148,7 +148,7 @@ async fn prepare(
         tracing::debug!(size, "slice larger than any tier stores: served unsliced");
         return Ok(None);
     }
-    let base = crate::cache::cache_key(layer, session, ctx)?;
+    let base = super::caching::cache_key(layer, session, ctx)?;
     // An object the normal path stored whole (its origin does not slice) is served as such
     // (and a fresh error page the normal path stored, too).
     if fetch::unsliced(&base) {

@@ -57,7 +57,7 @@ fn owner_peer(session: &Session, ctx: &mut RequestCtx, pool: &Pool) -> Option<Bo
     if ctx.peer_failed || !ctx.cacheable_route {
         return None;
     }
-    let rt = ctx.rt.clone()?;
+    let rt = ctx.rt.clone();
     let ring = rt.ring.as_ref()?;
     let req = session.req_header();
     if !matches!(req.method.as_str(), "GET" | "HEAD") || crate::fleet::peering::looped(req) {
@@ -65,7 +65,7 @@ fn owner_peer(session: &Session, ctx: &mut RequestCtx, pool: &Pool) -> Option<Bo
     }
     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let key = crate::cache::key::primary_key(
-        crate::cache::scheme(session),
+        super::caching::scheme(session),
         &ctx.host,
         pq,
         &rt.cache.filter,
@@ -164,7 +164,7 @@ pub fn proxy_error(
 
 /// `upstream_request_filter`: Host, X-Forwarded-*, X-Real-IP, Via; hop-by-hop removed.
 pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
-    headers::strip_hop_by_hop_req(req);
+    crate::message::strip_hop_by_hop_req(req);
     let client_host = session
         .req_header()
         .uri
@@ -220,7 +220,7 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
             req.set_uri(uri);
         }
     }
-    if let (Some(ip), Some(rt)) = (ctx.client_ip, ctx.rt.as_ref()) {
+    if let (Some(ip), rt) = (ctx.client_ip, &ctx.rt) {
         let existing = req
             .headers
             .get("x-forwarded-for")
@@ -231,7 +231,7 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
         req.insert_header("x-forwarded-for", xff)?;
         req.insert_header("x-real-ip", real.to_string())?;
     }
-    let proto = crate::cache::scheme(session);
+    let proto = super::caching::scheme(session);
     req.insert_header("x-forwarded-proto", proto)?;
     if !client_host.is_empty() {
         req.insert_header("x-forwarded-host", client_host)?;

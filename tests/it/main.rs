@@ -20,6 +20,7 @@ mod fuzz;
 mod hardening;
 mod headers;
 mod health;
+mod layering;
 mod lifecycle;
 mod operations;
 mod purge;

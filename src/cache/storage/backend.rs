@@ -7,7 +7,7 @@ use super::entry::{Entry, EntryInfo, HeaderWire};
 use super::fill::{Fill, FillWriter};
 use super::hit::StorageHit;
 use super::{Storage, Tier};
-use crate::cache::purge::bans::Verdict;
+use crate::cache::bans::Verdict;
 use async_trait::async_trait;
 use pingora::{Error, ErrorType};
 use pingora_cache::key::{CacheHashKey, HashBinary};
@@ -56,7 +56,7 @@ impl Storage {
 
     async fn lookup_memory(&self, k: HashBinary) -> Found {
         let entry = self.memory.get(&k).await?;
-        let v = self.bans.verdict(entry.stamp, &entry.info);
+        let v = self.bans.verdict(entry.stamp, entry.info.subject());
         if v == Verdict::Gone {
             self.memory.remove_if(k, |e| e.id == entry.id).await;
             return None;
@@ -73,7 +73,7 @@ impl Storage {
         let disk = self.disk.as_ref()?;
         let head = disk.head(k).await?;
         let info = Arc::new(head.info());
-        let v = self.bans.verdict(head.stamp, &info);
+        let v = self.bans.verdict(head.stamp, info.subject());
         if v == Verdict::Gone {
             disk.remove(k);
             return None;
@@ -129,20 +129,20 @@ impl Storage {
             Verdict::Keep => Some(meta),
         };
         if let Some(fill) = self.fills.latest(&k) {
-            let v = self.bans.verdict(fill.stamp, &fill.info);
+            let v = self.bans.verdict(fill.stamp, fill.info.subject());
             let meta = super::entry::cache_meta_with(&fill.meta, || fill.decoded.clone()).ok();
             if let Some(found) = meta.and_then(|m| judged(m, v)) {
                 return Some(found);
             }
         }
         if let Some(entry) = self.memory.get(&k).await {
-            let v = self.bans.verdict(entry.stamp, &entry.info);
+            let v = self.bans.verdict(entry.stamp, entry.info.subject());
             if let Some(found) = entry.cache_meta().ok().and_then(|m| judged(m, v)) {
                 return Some(found);
             }
         }
         let head = self.disk.as_ref()?.head(k).await?;
-        let v = self.bans.verdict(head.stamp, &head.info());
+        let v = self.bans.verdict(head.stamp, head.info().subject());
         let meta = CacheMeta::deserialize(&head.meta.0, &head.meta.1).ok()?;
         judged(meta, v)
     }
@@ -166,7 +166,7 @@ impl Storage {
             let Some(entry) = self.memory.get(&k).await else {
                 continue;
             };
-            if self.bans.verdict(entry.stamp, &entry.info) != Verdict::Keep {
+            if self.bans.verdict(entry.stamp, entry.info.subject()) != Verdict::Keep {
                 continue;
             }
             if let Some(meta) = entry.cache_meta().ok().filter(|m| accept(m)) {
@@ -195,7 +195,7 @@ impl StorageTrait for Storage {
         let k = key.combined_bin();
         // An in-flight fill first: a refreshed object must be visible before it completes.
         if let Some(fill) = self.fills.latest(&k) {
-            let v = self.bans.verdict(fill.stamp, &fill.info);
+            let v = self.bans.verdict(fill.stamp, fill.info.subject());
             if v != Verdict::Gone {
                 if let Some(found) = self.partial_hit(fill, v)? {
                     self.memory.hits.fetch_add(1, Ordering::Relaxed);
@@ -345,7 +345,7 @@ impl StorageTrait for Storage {
         let in_memory = self
             .memory
             .replace_with(k, |e| {
-                if self.bans.verdict(e.stamp, &e.info) == Verdict::Gone {
+                if self.bans.verdict(e.stamp, e.info.subject()) == Verdict::Gone {
                     return None;
                 }
                 let info = Arc::new(e.info.with_header(meta.response_header()));
@@ -367,7 +367,7 @@ impl StorageTrait for Storage {
         let mut on_disk = false;
         if let Some(disk) = &self.disk {
             if let Some(mut head) = disk.head(k).await {
-                if self.bans.verdict(head.stamp, &head.info()) != Verdict::Gone {
+                if self.bans.verdict(head.stamp, head.info().subject()) != Verdict::Gone {
                     let info = head.info().with_header(meta.response_header());
                     head.tags = info.tags.iter().map(|t| t.to_string()).collect();
                     head.meta = bin;

@@ -17,8 +17,8 @@ use super::entry::{Body, Entry, EntryInfo};
 use super::StorageError;
 use crate::config::DiskConfig;
 use bytes::Bytes;
+pub(crate) use dir::prepare_dir;
 use dir::{allocate_files, discard_objects, fit_to_filesystem};
-pub(crate) use dir::{prepare_dir, set_aside};
 pub(crate) use format::Head;
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
@@ -91,7 +91,7 @@ fn unusable(path: &Path, reason: impl std::fmt::Display) -> StorageError {
 impl DiskTier {
     /// Opens (creating) the tier in `cfg.path`; recovers what a previous run wrote.
     /// With `discard`, the objects of a previous run are removed first (their purge log
-    /// could not be trusted, see [`crate::cache::purge::log::PurgeLog::open`]).
+    /// could not be trusted, see [`crate::cache::bans::log::PurgeLog::open`]).
     pub(crate) async fn open(
         cfg: &DiskConfig,
         max_object: u64,

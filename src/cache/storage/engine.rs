@@ -7,8 +7,8 @@ use super::entry::{expire_bin, Body, Entry};
 use super::fill::{Completed, Fill};
 use super::index::{Index, KeySet};
 use super::Storage;
-use crate::cache::purge::bans::{BanWriter, Verdict};
-use crate::cache::purge::log::LogLine;
+use crate::cache::bans::log::LogLine;
+use crate::cache::bans::{BanWriter, Verdict};
 use pingora_cache::key::HashBinary;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -67,7 +67,7 @@ impl Storage {
             tracing::debug!(id = fill.id, "spilled fill lost a disk chunk: not stored");
             return weight;
         }
-        match self.bans.verdict(fill.stamp, &fill.info) {
+        match self.bans.verdict(fill.stamp, fill.info.subject()) {
             Verdict::Gone => return weight,
             Verdict::Expire(at) => match expire_bin(&head.meta, at) {
                 Ok(meta) => head.meta = meta,
@@ -98,7 +98,7 @@ impl Storage {
         }
         let first = {
             let mut idx = self.index.lock();
-            let v = self.bans.verdict(entry.stamp, &entry.info);
+            let v = self.bans.verdict(entry.stamp, entry.info.subject());
             match v {
                 Verdict::Gone => return,
                 Verdict::Expire(at) => match entry.expired_at(at) {
@@ -120,7 +120,7 @@ impl Storage {
         }
         let (id, stamp, info) = (entry.id, entry.stamp, entry.info.clone());
         self.memory.insert(key, Arc::new(entry)).await;
-        let again = self.bans.verdict(stamp, &info);
+        let again = self.bans.verdict(stamp, info.subject());
         if again != first {
             self.apply_verdict(key, id, again).await;
         }

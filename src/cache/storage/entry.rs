@@ -41,6 +41,16 @@ pub(crate) struct EntryInfo {
 }
 
 impl EntryInfo {
+    /// The names a ban matches on.
+    pub(crate) fn subject(&self) -> crate::cache::bans::Subject<'_> {
+        crate::cache::bans::Subject {
+            primary: &self.primary,
+            url: &self.url,
+            host: &self.host,
+            tags: &self.tags,
+        }
+    }
+
     pub(crate) fn new(primary: HashBinary, url: &str, header: &ResponseHeader) -> Self {
         EntryInfo {
             primary,

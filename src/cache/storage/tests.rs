@@ -83,8 +83,7 @@ async fn get(s: &'static Storage, url: &str) -> Option<Vec<u8>> {
 }
 
 async fn purge(s: &'static Storage, json: &str) -> crate::cache::purge::PurgeResult {
-    s.purge_request(&PurgeRequest::from_json(json.as_bytes()).unwrap())
-        .await
+    crate::cache::purge::run(s, &PurgeRequest::from_json(json.as_bytes()).unwrap()).await
 }
 
 #[tokio::test]

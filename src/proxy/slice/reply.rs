@@ -66,7 +66,7 @@ pub(super) fn client_header(
             resp.append_header(name.clone(), value.clone())?;
         }
     }
-    headers::strip_hop_by_hop_resp(&mut resp);
+    crate::message::strip_hop_by_hop_resp(&mut resp);
     if !job.rt.cfg.cache.forward_cdn_cache_control {
         resp.remove_header("cdn-cache-control");
     }

@@ -4,9 +4,9 @@
 
 use super::upkeep::Counts;
 use super::{unusable, MIB};
+use crate::cache::files::set_aside;
 use crate::cache::storage::StorageError;
 use std::path::Path;
-use std::time::SystemTime;
 
 /// Prefix of the files foyer's `FsDevice` keeps in the directory.
 const FOYER_FILES: &str = "foyer-storage-";
@@ -116,25 +116,4 @@ pub(super) fn discard_objects(path: &Path) {
         }
     }
     tracing::warn!(path = %path.display(), files = removed, "disk cache discarded: its objects are misses");
-}
-
-/// Moves `path` (whatever it is) out of the way as `<name>.discarded-<unix time>`, so that a
-/// file outpost owns can be written again; nothing is deleted. Logs what it did.
-pub(crate) fn set_aside(path: &Path) {
-    if std::fs::symlink_metadata(path).is_err() {
-        return;
-    }
-    let stamp = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let mut aside = path.as_os_str().to_owned();
-    aside.push(format!(".discarded-{stamp}"));
-    match std::fs::rename(path, &aside) {
-        Ok(()) => {
-            tracing::warn!(from = %path.display(), to = %Path::new(&aside).display(), "set aside a damaged cache file")
-        }
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot set aside a damaged cache file")
-        }
-    }
 }

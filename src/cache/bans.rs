@@ -5,8 +5,9 @@
 //! started before a purge can never resurrect it. With a disk tier the records are also
 //! written to the purge log (`log.rs`) and replayed at startup.
 
-use super::log::{BanKind, LogLine};
-use crate::cache::storage::entry::EntryInfo;
+pub(crate) mod log;
+
+use log::{BanKind, LogLine};
 use parking_lot::RwLock;
 use pingora_cache::key::HashBinary;
 use std::collections::HashMap;
@@ -125,6 +126,20 @@ impl Records {
         rec.set(seq, soft, at);
         true
     }
+}
+
+/// What a ban is matched against: one stored object's names (the storage hands these over;
+/// bans know nothing of entries or tiers).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subject<'a> {
+    /// `key.primary_bin()` of the object (all Vary variants share it).
+    pub(crate) primary: &'a HashBinary,
+    /// Its canonical URL (the primary key string).
+    pub(crate) url: &'a str,
+    /// Its host, lower-cased, without port.
+    pub(crate) host: &'a str,
+    /// Its surrogate keys / cache tags.
+    pub(crate) tags: &'a [Box<str>],
 }
 
 /// Lower-case hex of a primary key (how URL bans are logged).
@@ -285,7 +300,7 @@ impl Bans {
     }
 
     /// Judges an object stamped `stamp`.
-    pub(crate) fn verdict(&self, stamp: u64, info: &EntryInfo) -> Verdict {
+    pub(crate) fn verdict(&self, stamp: u64, info: Subject<'_>) -> Verdict {
         if stamp >= self.last.load(Ordering::SeqCst) {
             return Verdict::Keep;
         }
@@ -294,10 +309,10 @@ impl Bans {
         if let Some(all) = &r.all {
             all.judge(stamp, &mut v);
         }
-        if let Some(rec) = r.urls.get(&info.primary) {
+        if let Some(rec) = r.urls.get(info.primary) {
             rec.judge(stamp, &mut v);
         }
-        if let Some(rec) = r.hosts.get(&*info.host) {
+        if let Some(rec) = r.hosts.get(info.host) {
             rec.judge(stamp, &mut v);
         }
         for tag in info.tags.iter() {

@@ -4,8 +4,8 @@
 //! keeps a boot counter (`outpost-boot`) that puts each run's purge numbers above every
 //! number a previous run could have stamped an object with.
 
-use super::bans::Bans;
-use crate::cache::storage::set_aside;
+use super::Bans;
+use crate::cache::files::set_aside;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};

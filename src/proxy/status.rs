@@ -1,8 +1,8 @@
 //! `Cache-Status` (RFC 9211) values of interface.md §4, derived from the cache phase and
 //! what the request context recorded; also the lookup result for metrics.
 
+use super::ctx::RequestCtx;
 use crate::metrics::{LookupResult, TierLabel};
-use crate::proxy::ctx::RequestCtx;
 use pingora::cache::CachePhase;
 use pingora::proxy::Session;
 use std::time::SystemTime;
