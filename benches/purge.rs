@@ -327,8 +327,9 @@ async fn run_purge(
     let start = Instant::now();
     for mut r in reqs {
         r.validate().expect("valid purge");
+        let purge = r.resolve(&Default::default()).expect("valid purge");
         let t = Instant::now();
-        let res: PurgeResult = outpost::cache::purge::run(s, &r).await;
+        let res: PurgeResult = outpost::cache::purge::run(s, &purge).await;
         returned.push(t.elapsed().as_secs_f64() * 1e3);
         took.push(res.took.as_secs_f64() * 1e3);
         purged.push(res.purged.map_or("?".to_string(), |p| p.to_string()));
@@ -452,7 +453,7 @@ fn main() {
         let t = Instant::now();
         for j in 0..10_000 {
             let r = req(false, |r| r.tags = vec![format!("nomatch-{j}")]);
-            outpost::cache::purge::run(s, &r).await;
+            outpost::cache::purge::run(s, &r.resolve(&Default::default()).expect("valid")).await;
         }
         let tag_bans = t.elapsed();
         let t = Instant::now();
@@ -460,7 +461,7 @@ fn main() {
             let r = req(false, |r| {
                 r.prefixes = vec![format!("http://h{}.test/nomatch{j}/", j % HOSTS)]
             });
-            outpost::cache::purge::run(s, &r).await;
+            outpost::cache::purge::run(s, &r.resolve(&Default::default()).expect("valid")).await;
         }
         let prefix_bans = t.elapsed();
         drained().await;

@@ -24,7 +24,7 @@ use storage::Storage;
 #[derive(Debug)]
 pub struct Rules {
     pub defaults: Defaults,
-    pub filter: key::QueryFilter,
+    pub filter: crate::url::QueryFilter,
     pub max_object: usize,
     pub lock_timeout: Duration,
 }
@@ -34,7 +34,7 @@ impl Rules {
     pub fn from_config(cfg: &CacheConfig) -> Self {
         Self {
             defaults: Defaults::from_config(cfg),
-            filter: key::QueryFilter::new(&cfg.ignore_query_params),
+            filter: crate::url::QueryFilter::new(&cfg.ignore_query_params),
             max_object: usize::try_from(cfg.max_object).unwrap_or(usize::MAX),
             lock_timeout: cfg.lock_timeout,
         }

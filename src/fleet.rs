@@ -37,6 +37,26 @@ const SEEN_IDS: usize = 10_000;
 /// How long a start waits for the engine to catch up before serving.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The other nodes' receipts for one purge (the answer's `fleet` object, interface.md §5).
+#[derive(Debug, Clone, Serialize)]
+pub struct Receipts {
+    /// Every live node acknowledged within `purge_wait`.
+    pub complete: bool,
+    /// The engine is down: the purge waits in the outbox.
+    pub queued: bool,
+    /// Per live node (at the time of the purge): acknowledged, after how many ms.
+    pub nodes: std::collections::BTreeMap<String, Receipt>,
+    /// Time spent waiting.
+    pub took_ms: f64,
+}
+
+/// One node's receipt.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Receipt {
+    pub acked: bool,
+    pub ms: Option<f64>,
+}
+
 /// One purge on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PurgeMsg {
@@ -221,10 +241,8 @@ impl Fleet {
             return;
         }
         let via = format!("fleet:{}", msg.node);
-        let (status, body) =
-            crate::ops::apply_purge(shared, msg.req.clone(), &msg.node, &via).await;
-        if status != 200 {
-            tracing::warn!(id = %msg.id, from = %msg.node, status, answer = %body, "fleet purge not applied");
+        if let Err(e) = crate::ops::purge::apply(shared, &msg.req, &msg.node, &via).await {
+            tracing::warn!(id = %msg.id, from = %msg.node, error = %e, "fleet purge not applied");
         }
     }
 
@@ -238,12 +256,15 @@ impl Fleet {
             soft: true,
             ..PurgeRequest::default()
         };
-        let _ = crate::ops::apply_purge(shared, req, &self.cfg.node, "fleet:resync").await;
+        if let Err(e) = crate::ops::purge::apply(shared, &req, &self.cfg.node, "fleet:resync").await
+        {
+            tracing::warn!(error = %e, "fleet resync purge not applied");
+        }
     }
 
     /// After a local purge: publish it and wait (unless `wait` is false) for every live node's
-    /// receipt, up to `purge_wait`. Returns (complete, the answer's `fleet` object).
-    pub async fn broadcast(&self, req: &PurgeRequest, id: &str, wait: bool) -> (bool, Value) {
+    /// receipt, up to `purge_wait`; the receipts are the answer's `fleet` object.
+    pub async fn broadcast(&self, req: &PurgeRequest, id: &str, wait: bool) -> Receipts {
         let started = Instant::now();
         let accepted_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -276,20 +297,25 @@ impl Fleet {
         }
         self.waiters.lock().remove(id);
         let complete = wait && expected.iter().all(|n| acks.contains_key(n));
-        let mut nodes = serde_json::Map::new();
-        for n in &expected {
-            let ack = acks.get(n);
-            nodes.insert(n.clone(), json!({ "acked": ack.is_some(), "ms": ack }));
-        }
-        (
+        let nodes = expected
+            .iter()
+            .map(|n| {
+                let ms = acks.get(n).copied();
+                (
+                    n.clone(),
+                    Receipt {
+                        acked: ms.is_some(),
+                        ms,
+                    },
+                )
+            })
+            .collect();
+        Receipts {
             complete,
-            json!({
-                "complete": complete,
-                "queued": !self.connected(),
-                "nodes": nodes,
-                "took_ms": (started.elapsed().as_secs_f64() * 1e5).round() / 100.0,
-            }),
-        )
+            queued: !self.connected(),
+            nodes,
+            took_ms: (started.elapsed().as_secs_f64() * 1e5).round() / 100.0,
+        }
     }
 
     /// `/status` "cluster".

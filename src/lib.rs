@@ -34,3 +34,4 @@ pub mod purge_cli;
 pub mod state;
 pub mod tls;
 pub mod upstream;
+pub mod url;

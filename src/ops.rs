@@ -1,17 +1,18 @@
 //! Operations behind the admin API: purge, config reload/rollback, status of the cache.
-//! The purge path (`run_purge`) takes a parsed request and does not care whether it came
-//! from the admin API, the PURGE method or (later) a fleet message bus.
+//! The purge service (`ops/purge.rs`) takes a typed request and does not care whether it came
+//! from the admin API, the PURGE method or a fleet message.
+
+pub mod purge;
 
 use crate::admin::Ops;
-use crate::cache::key;
-use crate::cache::purge::PurgeRequest;
+use crate::cache::purge::{PurgeError, PurgeRequest};
 use crate::config::Config;
 use crate::state::{Runtime, Shared};
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use purge::PurgeOutcome;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The live implementation of `admin::Ops`.
 #[derive(Debug)]
@@ -77,114 +78,10 @@ impl LiveOps {
     }
 }
 
-/// Absolute URL → primary keys for both schemes (a purge by URL hits http and https copies).
-fn url_keys(url: &str, filter: &key::QueryFilter) -> Vec<String> {
-    let (rest, _) = match url.split_once("://") {
-        Some((s, r)) => (r, s),
-        None => (url, "http"),
-    };
-    let (authority, pq) = match rest.find(['/', '?']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let host = match authority.rsplit_once(':') {
-        Some((h, p))
-            if p.parse::<u16>().is_ok() && !h.ends_with(']')
-                || authority.starts_with('[') && p.parse::<u16>().is_ok() =>
-        {
-            h
-        }
-        _ => authority,
-    };
-    let pq = if pq.starts_with('?') {
-        format!("/{pq}")
-    } else {
-        pq.to_string()
-    };
-    ["http", "https"]
-        .iter()
-        .map(|s| key::primary_key(s, host, &pq, filter))
-        .collect()
-}
-
-/// Runs a purge from any source (API, PURGE method, CLI): applied here, then, with
-/// `[cluster]`, sent to every node (the answer gains `fleet`; 202 when some live node has not
-/// acknowledged within `purge_wait`).
-pub async fn run_purge(shared: &Shared, req: PurgeRequest, who: &str, via: &str) -> (u16, Value) {
-    let wait = req.wait.unwrap_or(true);
-    let input = req.clone();
-    let (status, mut body) = apply_purge(shared, req, who, via).await;
-    let Some(fleet) = shared.fleet.as_ref().filter(|_| status == 200) else {
-        return (status, body);
-    };
-    let id = body["id"].as_str().unwrap_or_default().to_string();
-    let started = Instant::now();
-    let (complete, answer) = fleet.broadcast(&input, &id, wait).await;
-    if complete {
-        shared
-            .metrics
-            .cluster_purge_seconds
-            .observe(started.elapsed().as_secs_f64());
-    }
-    body["fleet"] = answer;
-    (if complete || !wait { 200 } else { 202 }, body)
-}
-
-/// Applies a purge on this node only; returns the API's status and JSON answer.
-/// Logs one audit line and counts `outpost_purges_total`.
-pub async fn apply_purge(
-    shared: &Shared,
-    mut req: PurgeRequest,
-    who: &str,
-    via: &str,
-) -> (u16, Value) {
-    if let Err(e) = req.validate() {
-        return (400, json!({ "error": e.to_string() }));
-    }
-    let rt = shared.runtime.load();
-    let input = req.clone();
-    req.urls = req
-        .urls
-        .iter()
-        .flat_map(|u| url_keys(u, &rt.cache.filter))
-        .collect();
-    let result = crate::cache::purge::run(shared.cache.storage, &req).await;
-    for (kind, n) in result.counts.iter() {
-        for _ in 0..n.min(1) {
-            shared.metrics.purge(kind, result.soft);
-        }
-    }
-    let took_ms = (result.took.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    tracing::info!(
-        target: "audit",
-        who, via, urls = ?input.urls, tags = ?input.tags, prefixes = ?input.prefixes, hosts = ?input.hosts,
-        all = input.all, soft = input.soft, purged = ?result.purged, took_ms, "purge"
-    );
-    shared
-        .dashboard
-        .record_purge(crate::dashboard::PurgeRecord {
-            at: crate::dashboard::now_ms(),
-            id: result.id.to_string(),
-            via: via.to_string(),
-            who: who.to_string(),
-            what: crate::dashboard::describe(&input),
-            soft: result.soft,
-            purged: result.purged,
-            took_ms,
-        });
-    (
-        200,
-        json!({ "id": result.id.to_string(), "purged": result.purged, "took_ms": took_ms }),
-    )
-}
-
 #[async_trait]
 impl Ops for LiveOps {
-    async fn purge(&self, body: &[u8], who: &str) -> (u16, Value) {
-        match PurgeRequest::from_json(body) {
-            Ok(req) => run_purge(&self.shared, req, who, "admin").await,
-            Err(e) => (400, json!({ "error": e.to_string() })),
-        }
+    async fn purge(&self, req: PurgeRequest, who: &str) -> Result<PurgeOutcome, PurgeError> {
+        purge::run(&self.shared, req, who, "admin").await
     }
 
     async fn reload(&self) -> (u16, Value) {
@@ -253,23 +150,4 @@ impl Ops for LiveOps {
 /// Work done once at shutdown, after requests drained: flush and close the disk tier.
 pub async fn shutdown_hooks(shared: &Shared) {
     shared.cache.storage.close().await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::url_keys;
-    use crate::cache::key::QueryFilter;
-
-    #[test]
-    fn purge_urls_cover_both_schemes_and_drop_ports() {
-        let f = QueryFilter::new(&["utm_*".to_string()]);
-        assert_eq!(
-            url_keys("http://Example.Test:8080/a.css?utm_x=1&v=2", &f),
-            vec![
-                "http://example.test/a.css?v=2".to_string(),
-                "https://example.test/a.css?v=2".to_string()
-            ]
-        );
-        assert_eq!(url_keys("https://a.test", &f)[0], "http://a.test/");
-    }
 }

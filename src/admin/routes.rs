@@ -10,8 +10,12 @@ use serde_json::{json, Value};
 /// a trait so the API does not care how they are done.
 #[async_trait]
 pub trait Ops: Send + Sync + std::fmt::Debug {
-    /// `POST /purge` with a JSON body → (status, JSON answer).
-    async fn purge(&self, body: &[u8], who: &str) -> (u16, Value);
+    /// `POST /purge` (the body parsed) → what the purge did, or why it was refused.
+    async fn purge(
+        &self,
+        req: crate::cache::purge::PurgeRequest,
+        who: &str,
+    ) -> Result<crate::ops::purge::PurgeOutcome, crate::cache::purge::PurgeError>;
     /// `POST /config/reload`.
     async fn reload(&self) -> (u16, Value);
     /// `POST /config/rollback`.
@@ -80,7 +84,16 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
                 .unwrap_or_default();
             let (code, v) = match path.as_str() {
                 "/purge" => match read_body(session).await {
-                    Ok(body) => admin.ops.purge(&body, &who).await,
+                    Ok(body) => {
+                        let done = match crate::cache::purge::PurgeRequest::from_json(&body) {
+                            Ok(req) => admin.ops.purge(req, &who).await,
+                            Err(e) => Err(e),
+                        };
+                        match done {
+                            Ok(outcome) => (outcome.http_status(), outcome.to_json()),
+                            Err(e) => (400, crate::ops::purge::error_json(&e)),
+                        }
+                    }
                     Err((code, msg)) => (code, json!({ "error": msg })),
                 },
                 "/config/reload" => admin.ops.reload().await,

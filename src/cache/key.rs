@@ -1,275 +1,70 @@
-//! Cache keys: the canonical primary URL `scheme://host/path?query` (ignored query parameters
-//! removed) and the `Vary` secondary key (RFC 9111 §4.1). Called by `cache.rs` from
-//! `cache_key_callback` / `cache_vary_filter` and by purge; pure string work, no I/O.
+//! Cache keys: the primary key is an object's canonical URL ([`crate::url::ObjectUrl`]); this
+//! module adds the `Vary` secondary key (RFC 9111 §4.1) and the URLs an unsafe request
+//! invalidates (§4.4). Called from the proxy's cache phases and by purge; pure, no I/O.
 
+use crate::url::{canonical_host, ObjectUrl, QueryFilter, Scheme};
 use pingora::cache::{key::HashBinary, VarianceBuilder};
 use pingora::http::{RequestHeader, ResponseHeader};
-use std::borrow::Cow;
 
-/// Query-parameter names left out of the key (`cache.ignore_query_params`), precompiled.
-#[derive(Debug, Clone, Default)]
-pub struct QueryFilter {
-    globs: Vec<Glob>,
-}
-
-/// A name pattern where `*` matches any run of characters; everything else is literal.
-#[derive(Debug, Clone)]
-struct Glob {
-    /// The pattern split at `*`: one part means an exact match.
-    parts: Vec<String>,
-}
-
-impl Glob {
-    fn matches(&self, s: &str) -> bool {
-        let [first, middle @ .., last] = &self.parts[..] else {
-            return self.parts.first().is_some_and(|p| p == s);
-        };
-        let Some(mut rest) = s.strip_prefix(first.as_str()) else {
-            return false;
-        };
-        for part in middle {
-            match rest.find(part.as_str()) {
-                Some(i) => rest = &rest[i + part.len()..],
-                None => return false,
-            }
-        }
-        rest.ends_with(last.as_str())
-    }
-}
-
-impl QueryFilter {
-    /// Compiles glob patterns such as `utm_*`, `fbclid`. Names are matched case-sensitively.
-    pub fn new(patterns: &[String]) -> Self {
-        let globs = patterns
-            .iter()
-            .map(|p| Glob {
-                parts: p.split('*').map(str::to_owned).collect(),
-            })
-            .collect();
-        QueryFilter { globs }
-    }
-
-    /// Whether a parameter name (raw or percent-decoded) matches a pattern.
-    pub fn is_ignored(&self, name: &str) -> bool {
-        let decoded = percent_decode(name);
-        self.globs
-            .iter()
-            .any(|g| g.matches(name) || g.matches(&decoded))
-    }
-}
-
-/// The primary key: `scheme://host/path?query`. Scheme and host are lower-cased and the
-/// default port (`:80` for http, `:443` for https) dropped, other ports kept. The path is kept
-/// as received (`/` if empty); a fragment is dropped. Query parameters whose name matches
-/// `ignore` are removed, empty ones too, the rest stay in order; no `?` if none remain.
-pub fn primary_key(scheme: &str, host: &str, path_and_query: &str, ignore: &QueryFilter) -> String {
-    let scheme = scheme.to_ascii_lowercase();
-    let host = canonical_host(&scheme, host);
-    let target = path_and_query.split('#').next().unwrap_or_default();
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let path = normalize_path(path).unwrap_or(Cow::Borrowed(path));
-    let slash = if path.starts_with('/') { "" } else { "/" };
-    let mut key = format!("{scheme}://{host}{slash}{path}");
-    let kept = query.split('&').filter(|p| !p.is_empty()).filter(|p| {
-        let name = p.split('=').next().unwrap_or_default();
-        !ignore.is_ignored(name)
-    });
-    for (i, param) in kept.enumerate() {
-        key.push(if i == 0 { '?' } else { '&' });
-        key.push_str(param);
-    }
-    key
-}
-
-/// Why a request path is refused instead of normalised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AmbiguousPath;
-
-/// The one spelling of a request path that routing, the cache key and the origin all see
-/// (RFC 3986 §6.2.2): percent-encoded unreserved characters decoded (`%2e` → `.`,
-/// `%7E` → `~`), other escapes upper-cased, runs of `/` merged (as nginx's `merge_slashes`),
-/// then dot segments removed (§5.2.4; `..` never climbs above the root). A path that would
-/// only resolve differently once an encoded `/` or `\` is decoded (`/a%2f..%2fb`, which
-/// some origins resolve to `/b`) cannot be given one meaning: `Err`.
-/// Borrows when there is nothing to change (the common case: no allocation).
-pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, AmbiguousPath> {
-    let b = path.as_bytes();
-    let suspicious =
-        b.contains(&b'%') || b.contains(&b'\\') || b.windows(2).any(|w| w == b"//" || w == b"/.");
-    if !suspicious {
-        return Ok(Cow::Borrowed(path));
-    }
-    // 1. Escapes: unreserved decoded, the rest upper-cased.
-    let mut decoded = String::with_capacity(path.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = (b[i] == b'%')
-            .then(|| b.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match hex {
-            Some(c) if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') => {
-                decoded.push(char::from(c));
-                i += 3;
-            }
-            Some(c) => {
-                decoded.push_str(&format!("%{c:02X}"));
-                i += 3;
-            }
-            None => {
-                // Not an escape: copy one whole UTF-8 character.
-                let ch = path[i..].chars().next().unwrap_or('\u{fffd}');
-                decoded.push(ch);
-                i += ch.len_utf8().max(1);
-            }
-        }
-    }
-    // 2. Would decoding an encoded separator create dot segments or empty segments?
-    let as_origin_may_see = decoded
-        .replace("%2F", "/")
-        .replace("%5C", "/")
-        .replace('\\', "/");
-    if as_origin_may_see != decoded
-        && merge_and_remove_dots(&as_origin_may_see) != as_origin_may_see
-    {
-        return Err(AmbiguousPath);
-    }
-    // 3. Merged slashes, dot segments removed.
-    let out = merge_and_remove_dots(&decoded);
-    Ok(if out == path {
-        Cow::Borrowed(path)
-    } else {
-        Cow::Owned(out)
-    })
-}
-
-/// `//` runs merged and RFC 3986 §5.2.4 remove_dot_segments on an absolute path.
-fn merge_and_remove_dots(path: &str) -> String {
-    let mut segs: Vec<&str> = Vec::new();
-    let parts: Vec<&str> = path.split('/').collect();
-    let last = parts.len().saturating_sub(1);
-    let mut trailing_slash = false;
-    for (i, seg) in parts.iter().enumerate() {
-        trailing_slash = false;
-        match *seg {
-            "" if i == 0 => {}
-            "" => trailing_slash = i == last,
-            "." => trailing_slash = true,
-            ".." => {
-                segs.pop();
-                trailing_slash = true;
-            }
-            s => segs.push(s),
-        }
-    }
-    let mut out = String::with_capacity(path.len());
-    for s in &segs {
-        out.push('/');
-        out.push_str(s);
-    }
-    if trailing_slash || segs.is_empty() {
-        out.push('/');
-    }
-    out
-}
-
-/// Splits a primary key back into `(scheme, host, path_and_query)`; `None` if it has no `://`.
-pub fn split_primary(key: &str) -> Option<(&str, &str, &str)> {
-    let (scheme, rest) = key.split_once("://")?;
-    match rest.find('/') {
-        Some(i) => Some((scheme, &rest[..i], &rest[i..])),
-        None => Some((scheme, rest, "/")),
-    }
-}
-
-fn canonical_host(scheme: &str, host: &str) -> String {
-    let host = host.to_ascii_lowercase();
-    // `example.test.` is the same (fully qualified) name as `example.test`.
-    let host = match host.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-            format!("{}:{p}", h.strip_suffix('.').unwrap_or(h))
-        }
-        _ => host.strip_suffix('.').map(str::to_owned).unwrap_or(host),
-    };
-    let default_port = match scheme {
-        "http" => ":80",
-        "https" => ":443",
-        _ => ":",
-    };
-    let host = host.strip_suffix(default_port).unwrap_or(&host);
-    host.strip_suffix(':').unwrap_or(host).to_owned()
-}
-
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains('%') {
-        return Cow::Borrowed(s);
-    }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match hex
-            .filter(|_| b[i] == b'%')
-            .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            Some(byte) => {
-                out.push(byte);
-                i += 3;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-/// Keys to invalidate after an unsafe request succeeded (RFC 9111 §4.4): the target URI plus
-/// `Location` and `Content-Location` when they point to the same scheme and host. Relative
-/// references resolve against the request path (dot segments are not removed).
-pub fn invalidation_keys(
-    scheme: &str,
+/// Objects to invalidate after an unsafe request succeeded (RFC 9111 §4.4): the target URI
+/// plus `Location` and `Content-Location` when they point to the same origin (scheme, host
+/// and port). Relative references resolve against the request path.
+pub fn invalidation_urls(
+    scheme: Scheme,
     host: &str,
     path_and_query: &str,
     resp: &ResponseHeader,
     ignore: &QueryFilter,
-) -> Vec<String> {
-    let mut keys = vec![primary_key(scheme, host, path_and_query, ignore)];
+) -> Vec<ObjectUrl> {
+    let mut urls = vec![ObjectUrl::from_request(
+        scheme,
+        host,
+        path_and_query,
+        ignore,
+    )];
     for name in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
         let value = resp.headers.get(name).and_then(|v| v.to_str().ok());
         let Some(target) = value.and_then(|v| same_origin(scheme, host, path_and_query, v.trim()))
         else {
             continue;
         };
-        let key = primary_key(scheme, host, &target, ignore);
-        if !keys.contains(&key) {
-            keys.push(key);
+        let url = ObjectUrl::from_request(scheme, host, &target, ignore);
+        if !urls.contains(&url) {
+            urls.push(url);
         }
     }
-    keys
+    urls
 }
 
-/// The path-and-query of `reference` if it is on `scheme://host`.
-fn same_origin(scheme: &str, host: &str, base: &str, reference: &str) -> Option<String> {
+/// The path-and-query of `reference` if it is on `scheme://host` at the scheme's default port.
+fn same_origin(scheme: Scheme, host: &str, base: &str, reference: &str) -> Option<String> {
     let is_scheme = |s: &str| {
         s.bytes().next().is_some_and(|b| b.is_ascii_alphabetic())
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
     };
     let absolute = match reference.split_once("://") {
-        Some((s, rest)) if is_scheme(s) => Some((s, rest)),
-        _ => reference.strip_prefix("//").map(|rest| (scheme, rest)),
+        Some((s, rest)) if is_scheme(s) => Some((Scheme::parse(s), rest)),
+        _ => reference
+            .strip_prefix("//")
+            .map(|rest| (Some(scheme), rest)),
     };
     if let Some((ref_scheme, rest)) = absolute {
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let ref_scheme = ref_scheme.to_ascii_lowercase();
-        let same = ref_scheme == scheme.to_ascii_lowercase()
-            && canonical_host(&ref_scheme, &rest[..end]) == canonical_host(&ref_scheme, host);
+        let authority = &rest[..end];
+        let default_port = match scheme {
+            Scheme::Http => "80",
+            Scheme::Https => "443",
+        };
+        let port_ok = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with('[') && !p.contains(']') => {
+                p.is_empty() || p == default_port
+            }
+            _ => true,
+        };
+        let same = ref_scheme == Some(scheme)
+            && port_ok
+            && canonical_host(authority).is_ok_and(|h| h == host);
         return same.then(|| rest[end..].to_owned());
     }
     if reference.starts_with('/') {

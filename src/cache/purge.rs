@@ -6,8 +6,8 @@
 #[cfg(test)]
 mod tests;
 
-use crate::cache::storage::entry::{host_of, lower_authority};
 use crate::cache::storage::Storage;
+use crate::url::{canonical_host, ObjectUrl, QueryFilter, Scheme};
 use pingora_cache::key::CacheHashKey;
 use pingora_cache::CacheKey;
 use serde::Deserialize;
@@ -61,10 +61,39 @@ pub enum PurgeError {
     },
 }
 
+/// A purge resolved to canonical names ([`ObjectUrl`]): what [`run`] executes. Built from a
+/// [`PurgeRequest`] by [`PurgeRequest::resolve`], or directly by the proxy (PURGE method,
+/// RFC 9111 §4.4 invalidation) from the request's own object name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Purge {
+    /// Objects (every Vary variant of each).
+    pub urls: Vec<ObjectUrl>,
+    /// Exact surrogate keys / cache tags.
+    pub tags: Vec<String>,
+    /// URL prefixes (canonical scheme, host and path).
+    pub prefixes: Vec<ObjectUrl>,
+    /// Canonical hosts (any scheme, any port).
+    pub hosts: Vec<String>,
+    /// Everything.
+    pub all: bool,
+    /// Mark stale instead of removing.
+    pub soft: bool,
+}
+
+impl Purge {
+    /// A hard purge of these objects.
+    pub fn urls(urls: Vec<ObjectUrl>) -> Purge {
+        Purge {
+            urls,
+            ..Purge::default()
+        }
+    }
+}
+
 /// Items per kind in one purge (for `outpost_purges_total{kind, soft}`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PurgeCounts {
-    /// `urls` given.
+    /// Objects named by URL (one URL of a request names both schemes).
     pub url: u64,
     /// `tags` given.
     pub tag: u64,
@@ -151,14 +180,53 @@ impl PurgeRequest {
         })
     }
 
-    fn counts(&self) -> PurgeCounts {
-        PurgeCounts {
-            url: self.urls.len() as u64,
-            tag: self.tags.len() as u64,
-            prefix: self.prefixes.len() as u64,
-            host: self.hosts.len() as u64,
-            all: u64::from(self.all),
+    /// Validates and resolves every name to its canonical form: a URL names the object under
+    /// both schemes (a purge by URL hits the http and the https copy), ignored query
+    /// parameters (`filter`) removed as in the cache key.
+    pub fn resolve(&self, filter: &QueryFilter) -> Result<Purge, PurgeError> {
+        let mut req = self.clone();
+        req.validate()?;
+        let item = |field: &'static str| {
+            move |(index, e): (usize, crate::url::UrlError)| PurgeError::Item {
+                field,
+                index,
+                reason: e.to_string(),
+            }
+        };
+        let mut urls = Vec::with_capacity(req.urls.len() * 2);
+        for (i, u) in req.urls.iter().enumerate() {
+            let url = ObjectUrl::parse(u, filter).map_err(|e| item("urls")((i, e)))?;
+            for scheme in [Scheme::Http, Scheme::Https] {
+                let v = url.with_scheme(scheme);
+                if !urls.contains(&v) {
+                    urls.push(v);
+                }
+            }
         }
+        let prefixes = req
+            .prefixes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| ObjectUrl::parse_prefix(p).map_err(|e| item("prefixes")((i, e))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hosts = req
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                canonical_host(h)
+                    .map(|h| h.into_owned())
+                    .map_err(|e| item("hosts")((i, e)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Purge {
+            urls,
+            tags: req.tags,
+            prefixes,
+            hosts,
+            all: req.all,
+            soft: req.soft,
+        })
     }
 }
 
@@ -182,37 +250,30 @@ fn check(
 }
 
 fn absolute_url(u: &str) -> Result<(), String> {
-    let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
-    let rest = if lower.starts_with("http://") {
-        &u[7..]
-    } else if lower.starts_with("https://") {
-        &u[8..]
-    } else {
-        return Err(format!(
-            "expected an absolute http(s) URL like \"http://example.test/a.css\", got {u:?}"
-        ));
-    };
-    if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
-        return Err(format!("URL has no host: {u:?}"));
-    }
-    Ok(())
+    ObjectUrl::parse_prefix(u)
+        .map(drop)
+        .map_err(|e| format!("{e}, got {u:?}"))
 }
 
 /// Runs a (validated) purge on `storage`. When it returns, no lookup serves the purged
 /// content fresh (hard: a miss; soft: stale, revalidated), in any tier, also after a restart
 /// (the purge is in the disk tier's log). Large sets are freed in the background.
-pub async fn run(storage: &'static Storage, req: &PurgeRequest) -> PurgeResult {
+pub async fn run(storage: &'static Storage, req: &Purge) -> PurgeResult {
     let start = Instant::now();
     let soft = req.soft;
     let at = SystemTime::now();
-    let urls: Vec<String> = req.urls.iter().map(|u| lower_authority(u)).collect();
-    let prefixes: Vec<String> = req.prefixes.iter().map(|p| lower_authority(p)).collect();
-    let hosts: Vec<String> = req.hosts.iter().map(|h| host_of(h)).collect();
+    let counts = PurgeCounts {
+        url: req.urls.len() as u64,
+        tag: req.tags.len() as u64,
+        prefix: req.prefixes.len() as u64,
+        host: req.hosts.len() as u64,
+        all: u64::from(req.all),
+    };
     let mut url_keys = Vec::new();
     let mut old_index = None;
     let mut banned = storage.ban(soft, at, |idx, w, keys| {
-        for url in &urls {
-            let mut pks = idx.primaries_of_url(url);
+        for url in &req.urls {
+            let mut pks = idx.primaries_of_url(url.as_str());
             let hashed = CacheKey::new(url.as_str(), "").primary_bin();
             if !pks.contains(&hashed) {
                 pks.push(hashed);
@@ -228,11 +289,11 @@ pub async fn run(storage: &'static Storage, req: &PurgeRequest) -> PurgeResult {
             w.tag(tag);
             idx.tagged(tag, !soft, keys);
         }
-        for prefix in &prefixes {
-            w.prefix(prefix);
-            idx.with_prefix(prefix, keys);
+        for prefix in &req.prefixes {
+            w.prefix(prefix.as_str());
+            idx.with_prefix(prefix.as_str(), keys);
         }
-        for host in &hosts {
+        for host in &req.hosts {
             w.host(host);
             idx.on_host(host, keys);
         }
@@ -265,6 +326,6 @@ pub async fn run(storage: &'static Storage, req: &PurgeRequest) -> PurgeResult {
         purged: storage.counts_exact().then_some(count),
         took: start.elapsed(),
         soft,
-        counts: req.counts(),
+        counts,
     }
 }

@@ -7,6 +7,7 @@ use super::ctx::RequestCtx;
 use crate::cache::policy::{self, Decision, HitVerdict};
 use crate::cache::storage::Storage;
 use crate::cache::{key, CacheLayer};
+use crate::url::{ObjectUrl, Scheme};
 use pingora::cache::{
     CacheKey, CacheMeta, CacheOptionOverrides, ForcedFreshness, HitHandler, NoCacheReason,
     RespCacheable,
@@ -47,22 +48,22 @@ pub fn cache_key(layer: &CacheLayer, session: &Session, ctx: &RequestCtx) -> Res
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str());
-    let primary = key::primary_key(scheme(session), &ctx.host, pq, &rt.cache.filter);
-    let mut k = CacheKey::new(primary, "");
+    let primary = ObjectUrl::from_request(scheme(session), &ctx.host, pq, &rt.cache.filter);
+    let mut k = CacheKey::new(primary.into_string(), "");
     k.extensions.insert(layer.storage.purge_epoch());
     Ok(k)
 }
 
 /// `http` or `https`, from the downstream connection.
-pub fn scheme(session: &Session) -> &'static str {
+pub fn scheme(session: &Session) -> Scheme {
     if session
         .digest()
         .and_then(|d| d.ssl_digest.as_ref())
         .is_some()
     {
-        "https"
+        Scheme::Https
     } else {
-        "http"
+        Scheme::Http
     }
 }
 

@@ -117,34 +117,11 @@ pub fn host_of(req: &RequestHeader) -> Option<String> {
         Some(a) => a.as_str(),
         None => req.headers.get(http::header::HOST)?.to_str().ok()?,
     };
-    let host = split_port(raw.trim())?;
+    if raw.contains('@') {
+        return None;
+    }
     // `example.test.` names the same host as `example.test` (route, key and purge agree).
-    let host = host.strip_suffix('.').unwrap_or(host);
-    let valid = !host.is_empty()
-        && host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
-        });
-    valid.then(|| host.to_ascii_lowercase())
-}
-
-fn split_port(hostport: &str) -> Option<&str> {
-    if let Some(rest) = hostport.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let after = &rest[end + 1..];
-        if !(after.is_empty()
-            || after
-                .strip_prefix(':')
-                .is_some_and(|p| p.parse::<u16>().is_ok()))
-        {
-            return None;
-        }
-        return Some(&hostport[..end + 2]);
-    }
-    match hostport.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => Some(h),
-        Some(_) => None,
-        None => Some(hostport),
-    }
+    crate::url::canonical_host(raw).ok().map(|h| h.into_owned())
 }
 
 fn trusted(ip: IpAddr, nets: &[IpNet]) -> bool {

@@ -3,8 +3,10 @@
 
 use super::ctx::RequestCtx;
 use super::failure::respond;
-use crate::cache::{key, policy, purge::PurgeRequest};
+use crate::cache::purge::{Purge, PurgeRequest};
+use crate::cache::{key, policy};
 use crate::state::Shared;
+use crate::url::ObjectUrl;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -42,14 +44,18 @@ pub async fn maybe_purge(
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str());
-    let url = key::primary_key(
+    let url = ObjectUrl::from_request(
         super::caching::scheme(session),
         &ctx.host,
         pq,
         &rt.cache.filter,
     );
     let who = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
-    let (status, body) = crate::ops::run_purge(shared, PurgeRequest::url(url), &who, "PURGE").await;
+    let req = PurgeRequest::url(url.into_string());
+    let (status, body) = match crate::ops::purge::run(shared, req, &who, "PURGE").await {
+        Ok(outcome) => (outcome.http_status(), outcome.to_json()),
+        Err(e) => (400, crate::ops::purge::error_json(&e)),
+    };
     let mut text = body.to_string();
     text.push('\n');
     let mut resp = ResponseHeader::build(status, Some(4))?;
@@ -83,16 +89,12 @@ pub async fn invalidate_on_unsafe(
         .uri
         .path_and_query()
         .map_or("/", |p| p.as_str());
-    let urls = key::invalidation_keys(
+    let urls = key::invalidation_urls(
         super::caching::scheme(session),
         &ctx.host,
         pq,
         resp,
         &rt.cache.filter,
     );
-    let req = PurgeRequest {
-        urls,
-        ..PurgeRequest::default()
-    };
-    let _ = crate::cache::purge::run(shared.cache.storage, &req).await;
+    let _ = crate::cache::purge::run(shared.cache.storage, &Purge::urls(urls)).await;
 }

@@ -66,7 +66,7 @@ pub async fn admit(
     };
     ctx.host = host;
     // Routing, the cache key and the origin see one spelling of the path.
-    match crate::cache::key::normalize_path(session.req_header().uri.path()) {
+    match crate::url::normalize_path(session.req_header().uri.path()) {
         Ok(std::borrow::Cow::Borrowed(_)) => {}
         Ok(std::borrow::Cow::Owned(path)) => {
             if !set_path(session, &path) {

@@ -64,13 +64,13 @@ fn owner_peer(session: &Session, ctx: &mut RequestCtx, pool: &Pool) -> Option<Bo
         return None;
     }
     let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let key = crate::cache::key::primary_key(
+    let key = crate::url::ObjectUrl::from_request(
         super::caching::scheme(session),
         &ctx.host,
         pq,
         &rt.cache.filter,
     );
-    let owner = ring.owner(key.as_bytes())?;
+    let owner = ring.owner(key.as_str().as_bytes())?;
     let peer = pool.plain_peer(owner);
     ctx.peer = Some(owner);
     ctx.upstream_started = Some(Instant::now());
@@ -231,7 +231,7 @@ pub fn prepare_request(session: &Session, req: &mut RequestHeader, ctx: &Request
         req.insert_header("x-forwarded-for", xff)?;
         req.insert_header("x-real-ip", real.to_string())?;
     }
-    let proto = super::caching::scheme(session);
+    let proto = super::caching::scheme(session).as_str();
     req.insert_header("x-forwarded-proto", proto)?;
     if !client_host.is_empty() {
         req.insert_header("x-forwarded-host", client_host)?;

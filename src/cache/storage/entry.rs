@@ -55,7 +55,7 @@ impl EntryInfo {
         EntryInfo {
             primary,
             url: Arc::from(url),
-            host: Arc::from(host_of(url)),
+            host: Arc::from(crate::url::host_of_key(url).as_ref()),
             tags: tags_of(header),
         }
     }
@@ -65,7 +65,7 @@ impl EntryInfo {
         EntryInfo {
             primary,
             url: Arc::from(url),
-            host: Arc::from(host_of(url)),
+            host: Arc::from(crate::url::host_of_key(url).as_ref()),
             tags,
         }
     }
@@ -239,31 +239,4 @@ pub(crate) fn tags_of(header: &ResponseHeader) -> Box<[Box<str>]> {
         }
     }
     tags.into_boxed_slice()
-}
-
-/// Lower-cased host of an absolute URL, without userinfo or port (`""` if there is none).
-pub(crate) fn host_of(url: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if hostport.starts_with('[') {
-        hostport.split_inclusive(']').next().unwrap_or(hostport)
-    } else {
-        hostport.split(':').next().unwrap_or(hostport)
-    };
-    host.trim_end_matches('.').to_ascii_lowercase()
-}
-
-/// Lower-cases the scheme and authority of an absolute URL, keeps path and query as given.
-pub(crate) fn lower_authority(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    format!(
-        "{}://{}{tail}",
-        scheme.to_ascii_lowercase(),
-        authority.to_ascii_lowercase()
-    )
 }
