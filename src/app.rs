@@ -64,7 +64,7 @@ impl Reserved {
 /// With `upgrade`, the old process still holds the fixed ports: nothing is probed (Pingora
 /// inherits those sockets), and port 0 cannot be handed over.
 fn reserve(addr: SocketAddr, key: &str, upgrade: bool) -> Result<Reserved, Error> {
-    let fail = |e: std::io::Error| Error::Runtime(format!("{key}: cannot listen on {addr}: {e}"));
+    let fail = |e: std::io::Error| Error::io(format!("{key}: cannot listen on {addr}"), e);
     if upgrade {
         if addr.port() == 0 {
             return Err(Error::Runtime(format!(
@@ -129,7 +129,7 @@ pub fn build(cfg: Config, upgrade: bool) -> Result<Built, Error> {
         .transpose()?;
 
     let metrics = Arc::new(Metrics::new());
-    let access_log = AccessLog::open(&cfg.log.access).map_err(|e| Error::Runtime(e.to_string()))?;
+    let access_log = AccessLog::open(&cfg.log.access).map_err(|e| Error::io("log.access", e))?;
     let cfg = Arc::new(cfg);
     let runtime = Runtime::new(cfg.clone(), &metrics);
 
@@ -295,7 +295,7 @@ impl pingora::services::background::BackgroundService for WarmUp {
 /// Opens the cache storage (and its disk tier) before Pingora starts its runtimes.
 /// foyer runs on its own runtime, so a short-lived one is enough to open it.
 fn open_storage(cfg: &crate::config::CacheConfig) -> Result<crate::cache::storage::Storage, Error> {
-    block_on(crate::cache::storage::Storage::open(cfg))?.map_err(|e| Error::Runtime(e.to_string()))
+    Ok(block_on(crate::cache::storage::Storage::open(cfg))??)
 }
 
 /// Runs start-up work on a short-lived runtime (before Pingora starts its own).
@@ -303,7 +303,7 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, Error> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Runtime(format!("cannot start a runtime: {e}")))?;
+        .map_err(|e| Error::io("cannot start a runtime", e))?;
     Ok(rt.block_on(f))
 }
 

@@ -9,6 +9,7 @@ pub mod key;
 pub mod policy;
 pub mod purge;
 pub mod slice;
+pub mod status;
 pub mod storage;
 
 use crate::config::CacheConfig;
@@ -100,10 +101,10 @@ impl CacheLayer {
 /// Per-request cache state kept in `RequestCtx`.
 #[derive(Debug, Default)]
 pub struct CacheCtx {
-    /// Why the cache was not used (`bypass` / `method`), when it was not.
-    pub bypass: Option<&'static str>,
+    /// Why the cache was not used, when it was not.
+    pub bypass: Option<status::Bypass>,
     /// Why a fetched response was not stored (`detail=` of a miss).
-    pub not_stored: Option<&'static str>,
+    pub not_stored: Option<status::NotStored>,
     /// The response was stored (or its stored copy refreshed).
     pub stored: bool,
     /// The lookup found a stored variant for another `Vary` value.
@@ -126,12 +127,8 @@ pub struct CacheCtx {
 
 impl CacheCtx {
     /// The `fwd=` value for an error page.
-    pub fn fwd_for_error(&self) -> &'static str {
-        match self.bypass {
-            Some("method") => "method",
-            Some(_) => "bypass",
-            None => "uri-miss",
-        }
+    pub fn fwd_for_error(&self) -> status::Fwd {
+        self.bypass.map_or(status::Fwd::UriMiss, status::Fwd::from)
     }
 }
 

@@ -83,14 +83,14 @@ origin = "demo"
 
 /// Binds the sample origin on 127.0.0.1:0 and serves it on a background thread.
 fn start_origin() -> Result<SocketAddr, Error> {
-    let std_listener = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| Error::Runtime(format!("demo origin: cannot listen: {e}")))?;
+    let std_listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("demo origin: cannot listen", e))?;
     let addr = std_listener
         .local_addr()
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+        .map_err(|e| Error::io("demo origin", e))?;
     std_listener
         .set_nonblocking(true)
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+        .map_err(|e| Error::io("demo origin", e))?;
     let media: Arc<Bytes> = Arc::new(
         (0..MEDIA_SIZE)
             .map(|i| (i % 251) as u8)
@@ -124,7 +124,7 @@ fn start_origin() -> Result<SocketAddr, Error> {
                 }
             });
         })
-        .map_err(|e| Error::Runtime(e.to_string()))?;
+        .map_err(|e| Error::io("demo origin", e))?;
     Ok(addr)
 }
 

@@ -1,6 +1,11 @@
-//! The crate's top-level error, mapped to exit codes by the CLI.
+//! The crate's top-level error, mapped to exit codes by the CLI. Failures keep their source
+//! (`std::error::Error::source`) instead of being flattened to text.
 
+use crate::cache::storage::StorageError;
 use crate::config::ConfigErrors;
+
+/// A boxed lower-level error (TLS libraries, pingora).
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
 
 /// What can stop a command.
 #[derive(Debug, thiserror::Error)]
@@ -11,7 +16,24 @@ pub enum Error {
     /// Invalid usage (exit 2).
     #[error("{0}")]
     Usage(String),
-    /// A runtime failure such as a port in use or an unusable disk path (exit 1).
+    /// An I/O failure, such as a port in use (exit 1); `context` names the key and address.
+    #[error("error: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache storage could not be opened (exit 1).
+    #[error("error: {0}")]
+    Storage(#[from] StorageError),
+    /// A TLS certificate or listener could not be set up (exit 1).
+    #[error("error: {context}: {source}")]
+    Tls {
+        context: String,
+        #[source]
+        source: Source,
+    },
+    /// Any other runtime failure (exit 1).
     #[error("error: {0}")]
     Runtime(String),
 }
@@ -21,7 +43,23 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_) | Error::Usage(_) => 2,
-            Error::Runtime(_) => 1,
+            Error::Io { .. } | Error::Storage(_) | Error::Tls { .. } | Error::Runtime(_) => 1,
+        }
+    }
+
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A TLS error with what was being set up.
+    pub fn tls(context: impl Into<String>, source: impl Into<Source>) -> Error {
+        Error::Tls {
+            context: context.into(),
+            source: source.into(),
         }
     }
 }

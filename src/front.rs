@@ -6,6 +6,7 @@
 //! `header_timeout` of its first byte (slowloris). HTTP/2 connections are counted and limited
 //! the same way and then handed to Pingora as they are.
 
+use crate::cache::status::{CacheStatus, Fwd};
 use crate::proxy::Outpost;
 use crate::state::Shared;
 use async_trait::async_trait;
@@ -273,13 +274,18 @@ fn is_bare_400(buf: &[u8]) -> bool {
             .any(|w| w.eq_ignore_ascii_case(b"cache-status:"))
 }
 
+fn malformed_status() -> CacheStatus {
+    CacheStatus::answer(Fwd::Bypass, "bad-request")
+}
+
 /// The error page outpost answers malformed requests with (interface.md §3).
 fn malformed_answer() -> Vec<u8> {
     let body = "400 Bad Request: malformed request\n";
     format!(
         "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
-         cache-status: outpost; fwd=bypass; detail=bad-request\r\nconnection: close\r\n\r\n{body}",
-        body.len()
+         cache-status: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len(),
+        malformed_status()
     )
     .into_bytes()
 }
@@ -320,7 +326,7 @@ impl HeadTimer {
             "status": 400,
             "bytes": 0,
             "duration_ms": null,
-            "cache": "outpost; fwd=bypass; detail=bad-request",
+            "cache": malformed_status().to_string(),
             "origin": null,
             "server": null,
             "upstream_ms": null,

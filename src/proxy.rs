@@ -125,7 +125,7 @@ impl ProxyHttp for Outpost {
             session,
             ctx,
             504,
-            "uri-miss",
+            crate::cache::status::Fwd::UriMiss,
             "only-if-cached",
             "not in cache (only-if-cached)",
         )

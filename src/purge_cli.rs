@@ -89,7 +89,7 @@ fn post(base: &str, path: &str, token: &str, body: &str) -> Result<(u16, String)
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| Error::Usage(format!("error: --admin: invalid address \"{base}\"")))?;
-    let fail = |e: std::io::Error| Error::Runtime(format!("admin API at {addr}: {e}"));
+    let fail = |e: std::io::Error| Error::io(format!("admin API at {addr}"), e);
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(fail)?;
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(fail)?;

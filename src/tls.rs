@@ -58,19 +58,19 @@ impl ResolvesServerCert for CertStore {
 }
 
 fn load(c: &CertConfig) -> Result<Arc<CertifiedKey>, Error> {
-    let fail = |why: String| Error::Runtime(format!("tls.cert {}: {why}", c.cert.display()));
+    let context = format!("tls.cert {}", c.cert.display());
+    let fail = |why: &str| Error::tls(context.clone(), why.to_string());
     let (Some(cert), Some(key)) = (c.cert.to_str(), c.key.to_str()) else {
-        return Err(fail("paths must be UTF-8".into()));
+        return Err(fail("paths must be UTF-8"));
     };
     let (chain, key) = pingora::tls::load_certs_and_key_files(cert, key)
-        .map_err(|e| fail(e.to_string()))?
-        .ok_or_else(|| fail("no certificate or private key found".into()))?;
+        .map_err(|e| Error::tls(context.clone(), e))?
+        .ok_or_else(|| fail("no certificate or private key found"))?;
     pingora::tls::install_default_crypto_provider();
-    let provider =
-        CryptoProvider::get_default().ok_or_else(|| fail("no crypto provider".into()))?;
+    let provider = CryptoProvider::get_default().ok_or_else(|| fail("no crypto provider"))?;
     CertifiedKey::from_der(chain, key, provider)
         .map(Arc::new)
-        .map_err(|e| fail(e.to_string()))
+        .map_err(|e| Error::tls(context.clone(), e))
 }
 
 fn table(cfg: &TlsConfig) -> Result<SniTable, Error> {
@@ -101,8 +101,7 @@ fn table(cfg: &TlsConfig) -> Result<SniTable, Error> {
 
 /// Listener settings for `[tls]`: the store's SNI resolver, h2 and http/1.1.
 pub fn settings(store: &CertStore) -> Result<TlsSettings, Error> {
-    let mut settings =
-        TlsSettings::intermediate("", "").map_err(|e| Error::Runtime(format!("tls: {e}")))?;
+    let mut settings = TlsSettings::intermediate("", "").map_err(|e| Error::tls("tls", e))?;
     settings.set_cert_resolver(Arc::new(store.clone()));
     settings.enable_h2();
     Ok(settings)

@@ -5,6 +5,7 @@
 
 use super::ctx::RequestCtx;
 use crate::cache::policy::{self, Decision, HitVerdict};
+use crate::cache::status::{Bypass, NotStored};
 use crate::cache::storage::Storage;
 use crate::cache::{key, CacheLayer};
 use crate::url::{ObjectUrl, Scheme};
@@ -24,11 +25,11 @@ pub fn enable(layer: &CacheLayer, session: &mut Session, ctx: &mut RequestCtx) {
         return;
     }
     if !ctx.cacheable_route {
-        ctx.cache.bypass = Some("bypass");
+        ctx.cache.bypass = Some(Bypass::Route);
         return;
     }
     if !matches!(session.req_header().method.as_str(), "GET" | "HEAD") {
-        ctx.cache.bypass = Some("method");
+        ctx.cache.bypass = Some(Bypass::Method);
         return;
     }
     let rt = &ctx.rt;
@@ -159,7 +160,7 @@ pub fn decide(
     let rt = ctx.rt.clone();
     if session.cache.bypassing() {
         // The predictor remembered this key as uncacheable (hit-for-pass).
-        ctx.cache.bypass = Some("bypass");
+        ctx.cache.bypass = Some(Bypass::Remembered);
     }
     let length = resp
         .headers
@@ -168,11 +169,11 @@ pub fn decide(
         .and_then(|v| v.trim().parse::<u64>().ok());
     if length.is_some_and(|len| len > layer.storage.max_storable()) {
         // Larger than max_object or than any tier keeps: streamed through, not stored.
-        ctx.cache.not_stored = Some("too-large");
+        ctx.cache.not_stored = Some(NotStored::TooLarge);
         return RespCacheable::Uncacheable(NoCacheReason::ResponseTooLarge);
     }
     if ctx.cache.directives.no_store {
-        ctx.cache.not_stored = Some("request-no-store");
+        ctx.cache.not_stored = Some(NotStored::RequestNoStore);
         return RespCacheable::Uncacheable(NoCacheReason::Custom("request-no-store"));
     }
     // A 304: pingora merged a fixed list of fields; merge every field instead (§3.2).
@@ -209,7 +210,7 @@ pub fn decide(
         }
         Decision::Skip(reason) => {
             let r = reason.as_str();
-            ctx.cache.not_stored = Some(r);
+            ctx.cache.not_stored = Some(NotStored::Policy(reason));
             let why = match r {
                 "authorization" | "status" | "method" => NoCacheReason::Custom(r),
                 _ => NoCacheReason::OriginNotCache,

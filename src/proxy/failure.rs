@@ -2,6 +2,7 @@
 //! upstream failures (502/503/504), each with a short text body and `Cache-Status`.
 
 use super::ctx::RequestCtx;
+use crate::cache::status::{CacheStatus, Fwd};
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -13,8 +14,8 @@ pub async fn respond(
     session: &mut Session,
     ctx: &mut RequestCtx,
     status: u16,
-    fwd: &str,
-    detail: &str,
+    fwd: Fwd,
+    detail: &'static str,
     text: &str,
 ) -> Result<()> {
     write_error(session, ctx, status, fwd, None, detail, text).await
@@ -26,19 +27,19 @@ pub async fn respond_with(
     ctx: &mut RequestCtx,
     status: u16,
     extra: (&'static str, &str),
-    detail: &str,
+    detail: &'static str,
     text: &str,
 ) -> Result<()> {
-    write_error(session, ctx, status, "bypass", Some(extra), detail, text).await
+    write_error(session, ctx, status, Fwd::Bypass, Some(extra), detail, text).await
 }
 
 async fn write_error(
     session: &mut Session,
     ctx: &mut RequestCtx,
     status: u16,
-    fwd: &str,
+    fwd: Fwd,
     extra: Option<(&'static str, &str)>,
-    detail: &str,
+    detail: &'static str,
     text: &str,
 ) -> Result<()> {
     let body = Bytes::from(format!("{status} {}: {text}\n", reason(status)));
@@ -48,7 +49,7 @@ async fn write_error(
         resp.insert_header(name, value)?;
     }
     resp.insert_header("content-length", body.len().to_string())?;
-    let cs = format!("outpost; fwd={fwd}; detail={detail}");
+    let cs = CacheStatus::answer(fwd, detail).to_string();
     resp.insert_header("cache-status", cs.as_str())?;
     ctx.cache_status = Some(cs);
     ctx.local_status = Some(status);

@@ -4,6 +4,7 @@
 use super::ctx::RequestCtx;
 use super::failure::respond;
 use crate::cache::purge::{Purge, PurgeRequest};
+use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::{key, policy};
 use crate::state::Shared;
 use crate::url::ObjectUrl;
@@ -32,7 +33,7 @@ pub async fn maybe_purge(
             session,
             ctx,
             403,
-            "bypass",
+            Fwd::Bypass,
             "purge-denied",
             "PURGE not allowed from this address",
         )
@@ -61,9 +62,10 @@ pub async fn maybe_purge(
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", text.len().to_string())?;
-    resp.insert_header("cache-status", "outpost; fwd=bypass; detail=purge")?;
+    let cs = CacheStatus::answer(Fwd::Bypass, "purge").to_string();
+    resp.insert_header("cache-status", cs.as_str())?;
     ctx.local_status = Some(status);
-    ctx.cache_status = Some("outpost; fwd=bypass; detail=purge".into());
+    ctx.cache_status = Some(cs);
     session.write_response_header(Box::new(resp), false).await?;
     session
         .write_response_body(Some(Bytes::from(text)), true)

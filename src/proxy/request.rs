@@ -5,6 +5,7 @@ use super::ctx::RequestCtx;
 use super::failure::{respond, respond_with};
 use super::headers::{self, Reject};
 use super::limits::{self, Verdict};
+use crate::cache::status::Fwd;
 use crate::state::Shared;
 use pingora::prelude::*;
 use pingora::proxy::Session;
@@ -38,7 +39,7 @@ pub async fn admit(
             Reject::BadHost => (400, "bad-host", "invalid Host header"),
             Reject::UnknownCoding => (501, "bad-request", "unsupported transfer coding"),
         };
-        respond(session, ctx, status, "bypass", detail, text).await?;
+        respond(session, ctx, status, Fwd::Bypass, detail, text).await?;
         return Ok(true);
     }
     let req = session.req_header();
@@ -57,7 +58,7 @@ pub async fn admit(
             session,
             ctx,
             400,
-            "bypass",
+            Fwd::Bypass,
             "bad-host",
             "missing or invalid Host header",
         )
@@ -74,7 +75,7 @@ pub async fn admit(
                     session,
                     ctx,
                     400,
-                    "bypass",
+                    Fwd::Bypass,
                     "bad-request",
                     "invalid request-target",
                 )
@@ -84,14 +85,14 @@ pub async fn admit(
         }
         Err(_) => {
             let text = "ambiguous path (an encoded / or \\ next to a dot segment)";
-            respond(session, ctx, 400, "bypass", "bad-request", text).await?;
+            respond(session, ctx, 400, Fwd::Bypass, "bad-request", text).await?;
             return Ok(true);
         }
     }
     let path = session.req_header().uri.path();
     let Some(route_idx) = rt.routes.resolve(&ctx.host, path) else {
         let text = format!("no route for host \"{}\"", ctx.host);
-        respond(session, ctx, 404, "bypass", "no-route", &text).await?;
+        respond(session, ctx, 404, Fwd::Bypass, "no-route", &text).await?;
         return Ok(true);
     };
     ctx.route = Some(route_idx);
@@ -112,7 +113,7 @@ pub async fn admit(
                 Verdict::Acl => {
                     shared.metrics.refused_acl.inc();
                     let text = "client address not allowed on this route";
-                    respond(session, ctx, 403, "bypass", "acl", text).await?;
+                    respond(session, ctx, 403, Fwd::Bypass, "acl", text).await?;
                     return Ok(true);
                 }
                 Verdict::Limited { retry_after_s } => {

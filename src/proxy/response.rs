@@ -29,7 +29,7 @@ pub fn decorate(
     resp.insert_header("via", via)?;
     super::caching::fix_age(session, resp);
     super::compress::decide(session, resp, &ctx.rt.cfg.compression);
-    let mut status = super::status::cache_status(session, ctx);
+    let mut status = super::status::cache_status(session, ctx).to_string();
     if ctx.peer.is_some() {
         // RFC 9211 list order: the owning peer's entry first, then this node's.
         if let Some(theirs) = resp

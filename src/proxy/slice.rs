@@ -13,6 +13,7 @@ mod reply;
 use super::ctx::RequestCtx;
 use super::failure;
 use crate::cache::slice::{self, Rep, Span, Want};
+use crate::cache::status::Fwd;
 use crate::cache::storage::Storage;
 use crate::cache::CacheLayer;
 use crate::state::Runtime;
@@ -119,7 +120,7 @@ pub async fn serve(
         }
     }
     let text = "the origin's representation kept changing while slices were fetched";
-    failure::respond(session, ctx, 502, "uri-miss", "slice-mismatch", text).await?;
+    failure::respond(session, ctx, 502, Fwd::UriMiss, "slice-mismatch", text).await?;
     Ok(true)
 }
 

@@ -1,7 +1,8 @@
-//! `Cache-Status` (RFC 9211) values of interface.md §4, derived from the cache phase and
-//! what the request context recorded; also the lookup result for metrics.
+//! The [`CacheStatus`] of a response, derived from pingora's cache phase and what the request
+//! context recorded; also the lookup result for metrics.
 
 use super::ctx::RequestCtx;
+use crate::cache::status::{Bypass, CacheStatus, Detail, Fwd};
 use crate::metrics::{LookupResult, TierLabel};
 use pingora::cache::CachePhase;
 use pingora::proxy::Session;
@@ -19,57 +20,50 @@ fn ttl(session: &Session) -> i64 {
     }
 }
 
-fn fwd(ctx: &RequestCtx, default: &'static str) -> &'static str {
+fn fwd(ctx: &RequestCtx, default: Fwd) -> Fwd {
     if ctx.cache.forced {
-        "request"
+        Fwd::Request
     } else if ctx.cache.vary_miss {
-        "vary-miss"
+        Fwd::VaryMiss
     } else {
         default
     }
 }
 
-fn stored(ctx: &RequestCtx) -> String {
-    match (ctx.cache.stored, ctx.cache.not_stored) {
-        (_, Some(reason)) => format!("; detail={reason}"),
-        (true, None) => "; stored".to_string(),
-        (false, None) => String::new(),
+/// A forwarded answer with what happened to the response (stored, or why not).
+fn forwarded(ctx: &RequestCtx, fwd: Fwd) -> CacheStatus {
+    let s = CacheStatus::fwd(fwd).stored(ctx.cache.stored);
+    match ctx.cache.not_stored {
+        Some(n) => s.with(Detail::NotStored(n)),
+        None => s,
     }
 }
 
-/// The Cache-Status value for the response being sent.
-pub fn cache_status(session: &Session, ctx: &RequestCtx) -> String {
+/// The Cache-Status for the response being sent.
+pub fn cache_status(session: &Session, ctx: &RequestCtx) -> CacheStatus {
     match session.cache.phase() {
         CachePhase::Hit if session.cache.lock_duration().is_some() => {
-            "outpost; fwd=uri-miss; collapsed".to_string()
+            CacheStatus::fwd(Fwd::UriMiss).collapsed()
         }
-        CachePhase::Hit => format!("outpost; hit; ttl={}", ttl(session)),
-        CachePhase::Stale => format!("outpost; hit; ttl={}; detail=stale-if-error", ttl(session)),
-        CachePhase::StaleUpdating => format!(
-            "outpost; hit; ttl={}; detail=stale-while-revalidate",
-            ttl(session)
-        ),
-        CachePhase::Miss => format!("outpost; fwd={}{}", fwd(ctx, "uri-miss"), stored(ctx)),
-        CachePhase::Expired => {
-            let status = session.response_written().map_or(0, |r| r.status.as_u16());
-            let _ = status;
-            format!("outpost; fwd={}{}", fwd(ctx, "stale"), stored(ctx))
+        CachePhase::Hit => CacheStatus::hit(Some(ttl(session))),
+        CachePhase::Stale => CacheStatus::hit(Some(ttl(session))).with(Detail::StaleIfError),
+        CachePhase::StaleUpdating => {
+            CacheStatus::hit(Some(ttl(session))).with(Detail::StaleWhileRevalidate)
         }
-        CachePhase::Revalidated => {
-            format!("outpost; fwd={}; fwd-status=304; stored", fwd(ctx, "stale"))
-        }
-        CachePhase::RevalidatedNoCache(_) => {
-            format!("outpost; fwd={}; fwd-status=304", fwd(ctx, "stale"))
-        }
-        CachePhase::Bypass => "outpost; fwd=bypass".to_string(),
+        CachePhase::Miss => forwarded(ctx, fwd(ctx, Fwd::UriMiss)),
+        CachePhase::Expired => forwarded(ctx, fwd(ctx, Fwd::Stale)),
+        CachePhase::Revalidated => CacheStatus::fwd(fwd(ctx, Fwd::Stale))
+            .fwd_status(304)
+            .stored(true),
+        CachePhase::RevalidatedNoCache(_) => CacheStatus::fwd(fwd(ctx, Fwd::Stale)).fwd_status(304),
+        CachePhase::Bypass => CacheStatus::fwd(Fwd::Bypass),
         _ => match ctx.cache.bypass {
-            Some("bypass") if ctx.cache.stored => "outpost; fwd=bypass; stored".to_string(),
-            Some("method") => "outpost; fwd=method".to_string(),
-            Some(_) => "outpost; fwd=bypass".to_string(),
-            None if ctx.cache.not_stored.is_some() => {
-                format!("outpost; fwd=uri-miss{}", stored(ctx))
+            Some(b @ (Bypass::Route | Bypass::Remembered)) => {
+                CacheStatus::fwd(b.into()).stored(ctx.cache.stored)
             }
-            None => "outpost; fwd=bypass".to_string(),
+            Some(Bypass::Method) => CacheStatus::fwd(Fwd::Method),
+            None if ctx.cache.not_stored.is_some() => forwarded(ctx, Fwd::UriMiss),
+            None => CacheStatus::fwd(Fwd::Bypass),
         },
     }
 }

@@ -200,3 +200,28 @@ fn the_check_sees_grouped_and_nested_paths() {
     assert!(names("crate::proxy::ctx", "crate::proxy"));
     assert!(!names("crate::proxy_x", "crate::proxy"));
 }
+
+#[test]
+fn cache_status_has_one_writer() {
+    // Every `Cache-Status` value is a typed `cache::status::CacheStatus` rendered by its
+    // Display; nobody formats "outpost; ..." by hand.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    let writers: Vec<String> = files
+        .iter()
+        .filter(|f| !f.ends_with("cache/status.rs"))
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .split("#[cfg(test)]")
+                .next()
+                .is_some_and(|t| t.contains("\"outpost;"))
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(
+        writers.is_empty(),
+        "Cache-Status written by hand in {writers:?}"
+    );
+}

@@ -2,7 +2,7 @@
 //! counts requests and bytes; every case checks the bytes the client got against the object
 //! and what the origin had to send.
 
-use crate::support::{Origin, OriginSpec, Outpost, Reply, Req};
+use crate::support::{eventually, Origin, OriginSpec, Outpost, Reply, Req};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -346,6 +346,13 @@ async fn slices_survive_a_restart_with_the_disk_tier() {
     assert!(r.body == body.slice(S / 2..3 * S));
     let fetched = origin.hits(PATH);
     assert_eq!(fetched, 3, "slices 0, 1 and 2");
+    // Slices are stored after their bytes went out: wait until the disk tier has all three
+    // (a loaded machine may still be writing the last one when the client has its answer).
+    let written = eventually(Duration::from_secs(5), || async {
+        outpost.admin_get("/status").await.json()["cache"]["disk"]["objects"].as_u64() >= Some(3)
+    })
+    .await;
+    assert!(written, "the disk tier never held the three slices");
     outpost.restart(true).await;
     let r = range(&outpost, &format!("bytes={}-{}", S + 7, 2 * S + 7)).await;
     assert_eq!(r.status, 206);

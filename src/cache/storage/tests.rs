@@ -289,7 +289,10 @@ async fn purge_by_url_removes_every_variant() {
     put(s, "http://a.test/other", &[], b"other").await;
     let r = purge(s, r#"{"urls":["http://A.test/v"]}"#).await;
     assert_eq!(r.purged, Some(3));
-    assert_eq!(r.counts.url, 2, "one URL names the object under both schemes");
+    assert_eq!(
+        r.counts.url, 2,
+        "one URL names the object under both schemes"
+    );
     for k in [key(url), variant(url, "gzip"), variant(url, "br")] {
         assert!(s.lookup(&k, &span()).await.unwrap().is_none());
     }

@@ -5,6 +5,7 @@
 use super::fetch::{self, Stop};
 use super::{obtain, peek, Got, Job, Outcome, Plan};
 use crate::cache::slice::{self, Rep};
+use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::storage::Storage;
 use crate::metrics::{LookupResult, TierLabel};
 use crate::proxy::ctx::RequestCtx;
@@ -29,14 +30,12 @@ pub(super) enum Status {
 
 pub(super) fn cache_status(status: Status, first: &CacheMeta) -> String {
     match status {
-        Status::Hit => format!(
-            "outpost; hit; ttl={}",
-            slice::ttl(first.fresh_until(), SystemTime::now())
-        ),
-        Status::Revalidated => "outpost; fwd=stale; fwd-status=304; stored".to_string(),
-        Status::Partial => "outpost; fwd=partial; stored".to_string(),
-        Status::Miss => "outpost; fwd=uri-miss; stored".to_string(),
+        Status::Hit => CacheStatus::hit(Some(slice::ttl(first.fresh_until(), SystemTime::now()))),
+        Status::Revalidated => CacheStatus::fwd(Fwd::Stale).fwd_status(304).stored(true),
+        Status::Partial => CacheStatus::fwd(Fwd::Partial).stored(true),
+        Status::Miss => CacheStatus::fwd(Fwd::UriMiss).stored(true),
     }
+    .to_string()
 }
 
 /// The client's response header from the first slice's stored one.
@@ -124,12 +123,13 @@ pub(super) async fn unsatisfiable(
     resp.insert_header("content-range", format!("bytes */{total}"))?;
     resp.insert_header("content-length", body.len().to_string())?;
     let (cs, result) = if cached {
-        ("outpost; hit", LookupResult::Hit)
+        (CacheStatus::hit(None), LookupResult::Hit)
     } else {
-        ("outpost; fwd=uri-miss", LookupResult::Miss)
+        (CacheStatus::fwd(Fwd::UriMiss), LookupResult::Miss)
     };
-    resp.insert_header("cache-status", cs)?;
-    ctx.cache_status = Some(cs.to_string());
+    let cs = cs.to_string();
+    resp.insert_header("cache-status", cs.as_str())?;
+    ctx.cache_status = Some(cs);
     ctx.cache.sliced = Some((result, TierLabel::None));
     no_compression(session);
     let head = session.req_header().method == http::Method::HEAD;
