@@ -4,13 +4,22 @@
 //! with the records that match it, so purged objects die lazily and in-flight fills that
 //! started before a purge can never resurrect it. With a disk tier the records are also
 //! written to the purge log (`log.rs`) and replayed at startup.
+//!
+//! Records retire. Memory objects are indexed, so a purge removes them eagerly and its
+//! record is only kept for fills still in flight ([`Bans::gc`]). Disk objects are not
+//! indexed (a restart forgets which is where), so their records cannot simply go: once more
+//! than [`DURABLE_RECORDS`] are kept, the oldest half is folded into the *disk floor*, one
+//! number: a disk object stamped before it is a miss ([`Bans::verdict_disk`]). That loses
+//! some unpurged disk objects (they are fetched again), never serves a purged one, and
+//! keeps both the records and the log bounded. The check per lookup is flat in the number
+//! of records: hash lookups for URL, host and tags, one per distinct prefix *length*.
 
 pub(crate) mod log;
 
 use log::{BanKind, LogLine};
 use parking_lot::RwLock;
 use pingora_cache::key::HashBinary;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -87,19 +96,53 @@ impl Record {
     }
 }
 
+/// With a disk tier: records kept before the oldest half is folded into the disk floor.
+pub(crate) const DURABLE_RECORDS: usize = 100_000;
+
 #[derive(Debug, Default)]
 struct Records {
     all: Option<Record>,
     urls: HashMap<HashBinary, Record>,
     hosts: HashMap<Box<str>, Record>,
     tags: HashMap<Box<str>, Record>,
-    /// Checked by a linear scan: prefix purges are rare (and collected without a disk tier).
-    prefixes: Vec<(Box<str>, Record)>,
+    prefixes: HashMap<Box<str>, Record>,
+    /// Distinct prefix lengths (bytes) → how many prefixes have it: a lookup probes
+    /// `prefixes` once per length, not once per prefix.
+    prefix_lens: BTreeMap<usize, usize>,
 }
 
 impl Records {
     fn len(&self) -> usize {
         self.urls.len() + self.hosts.len() + self.tags.len() + self.prefixes.len()
+    }
+
+    /// Drops every record `keep` refuses; returns the newest purge number dropped.
+    fn retain(&mut self, keep: impl Fn(&Record) -> bool) -> u64 {
+        let mut dropped = 0;
+        let mut judge = |rec: &Record| {
+            let k = keep(rec);
+            if !k {
+                dropped = dropped.max(rec.newest());
+            }
+            k
+        };
+        self.urls.retain(|_, rec| judge(rec));
+        self.hosts.retain(|_, rec| judge(rec));
+        self.tags.retain(|_, rec| judge(rec));
+        self.prefixes.retain(|_, rec| judge(rec));
+        self.prefix_lens.clear();
+        for p in self.prefixes.keys() {
+            *self.prefix_lens.entry(p.len()).or_default() += 1;
+        }
+        dropped
+    }
+
+    fn newest_of_each(&self) -> Vec<u64> {
+        let all = self.urls.values().chain(self.hosts.values());
+        all.chain(self.tags.values())
+            .chain(self.prefixes.values())
+            .map(Record::newest)
+            .collect()
     }
 
     /// Records a purge of `kind`/`value`; false if `value` is not valid for `kind`.
@@ -113,15 +156,14 @@ impl Records {
             BanKind::Host => self.hosts.entry(value.into()).or_insert_with(Record::new),
             BanKind::Tag => self.tags.entry(value.into()).or_insert_with(Record::new),
             BanKind::Prefix => {
-                let i = match self.prefixes.iter().position(|(p, _)| &**p == value) {
-                    Some(i) => i,
-                    None => {
-                        self.prefixes.push((value.into(), Record::new()));
-                        self.prefixes.len() - 1
-                    }
-                };
-                &mut self.prefixes[i].1
+                if !self.prefixes.contains_key(value) {
+                    *self.prefix_lens.entry(value.len()).or_default() += 1;
+                }
+                self.prefixes
+                    .entry(value.into())
+                    .or_insert_with(Record::new)
             }
+            BanKind::Floor => return false,
         };
         rec.set(seq, soft, at);
         true
@@ -159,7 +201,7 @@ fn unhex(s: &str) -> Option<HashBinary> {
 }
 
 /// All ban records plus the global purge sequence.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Bans {
     /// The current sequence number; objects are stamped with it, a purge increments it.
     seq: AtomicU64,
@@ -170,6 +212,24 @@ pub(crate) struct Bans {
     gc_mark: AtomicU64,
     /// Whether purges produce log lines (a disk tier keeps them across restarts).
     persist: AtomicBool,
+    /// Disk objects stamped below this are misses (folded records, see the module doc).
+    disk_floor: AtomicU64,
+    /// Records kept with a disk tier before folding ([`DURABLE_RECORDS`]; tests lower it).
+    durable_limit: AtomicU64,
+}
+
+impl Default for Bans {
+    fn default() -> Self {
+        Bans {
+            seq: AtomicU64::new(0),
+            last: AtomicU64::new(0),
+            records: RwLock::new(Records::default()),
+            gc_mark: AtomicU64::new(0),
+            persist: AtomicBool::new(false),
+            disk_floor: AtomicU64::new(0),
+            durable_limit: AtomicU64::new(DURABLE_RECORDS as u64),
+        }
+    }
 }
 
 /// A purge being recorded: holds the write lock, so the lookups it races see all or nothing.
@@ -255,6 +315,10 @@ impl Bans {
 
     /// Replays one purge-log line (at startup).
     pub(crate) fn restore(&self, line: &LogLine) {
+        if line.kind == BanKind::Floor {
+            self.disk_floor.fetch_max(line.seq, Ordering::SeqCst);
+            return;
+        }
         let at = line.at();
         if self
             .records
@@ -295,8 +359,26 @@ impl Bans {
         for (p, rec) in r.prefixes.iter().filter(|(_, rec)| live(rec)) {
             rec.lines(BanKind::Prefix, p, &mut out);
         }
+        let floor = self.disk_floor.load(Ordering::SeqCst);
+        if floor > 0 {
+            out.push(LogLine::new(
+                floor,
+                false,
+                SystemTime::UNIX_EPOCH,
+                BanKind::Floor,
+                "",
+            ));
+        }
         out.sort_by_key(|l| l.seq);
         out
+    }
+
+    /// Judges an object read from the disk tier: below the disk floor it is gone.
+    pub(crate) fn verdict_disk(&self, stamp: u64, info: Subject<'_>) -> Verdict {
+        if stamp < self.disk_floor.load(Ordering::Relaxed) {
+            return Verdict::Gone;
+        }
+        self.verdict(stamp, info)
     }
 
     /// Judges an object stamped `stamp`.
@@ -320,8 +402,15 @@ impl Bans {
                 rec.judge(stamp, &mut v);
             }
         }
-        for (prefix, rec) in &r.prefixes {
-            if info.url.starts_with(&**prefix) {
+        for &len in r.prefix_lens.keys() {
+            let Some(head) = info.url.get(..len) else {
+                // Longer than the URL (lengths are sorted) or not at a character boundary.
+                if len > info.url.len() {
+                    break;
+                }
+                continue;
+            };
+            if let Some(rec) = r.prefixes.get(head) {
                 rec.judge(stamp, &mut v);
             }
         }
@@ -337,18 +426,54 @@ impl Bans {
     /// below `floor` (no fill older than it is in flight and its eager removal finished)
     /// and older than `grace` (a request that started before it may still be on its way to
     /// the storage). Amortised: it does nothing until the record count doubled, unless
-    /// `force`. Never with a disk tier: objects on disk are not indexed, only bans reach them.
-    pub(crate) fn gc(&self, floor: u64, grace: Duration, force: bool) {
+    /// `force`. With a disk tier (objects on disk are not indexed, only bans reach them),
+    /// records go only when more than the durable limit are kept: the oldest half of those
+    /// that may go is folded into the disk floor. Returns true when it folded (the purge log
+    /// should then be compacted).
+    pub(crate) fn gc(&self, floor: u64, grace: Duration, force: bool) -> bool {
         let mark = self.gc_mark.load(Ordering::Relaxed) as usize;
-        if self.persistent() || (!force && self.len() < (mark * 2).max(1024)) {
-            return;
+        let len = self.len();
+        if !force && len < (mark * 2).max(1024) {
+            return false;
+        }
+        let may_go = |rec: &Record| rec.newest() <= floor && rec.updated.elapsed() >= grace;
+        if !self.persistent() {
+            let mut r = self.records.write();
+            r.retain(|rec| !may_go(rec));
+            self.gc_mark.store(r.len() as u64, Ordering::Relaxed);
+            return false;
+        }
+        let limit = self.durable_limit.load(Ordering::Relaxed) as usize;
+        if len <= limit {
+            return false;
         }
         let mut r = self.records.write();
-        let keep = |rec: &Record| rec.newest() > floor || rec.updated.elapsed() < grace;
-        r.urls.retain(|_, rec| keep(rec));
-        r.hosts.retain(|_, rec| keep(rec));
-        r.tags.retain(|_, rec| keep(rec));
-        r.prefixes.retain(|(_, rec)| keep(rec));
+        let mut newest = r.newest_of_each();
+        let excess = newest.len().saturating_sub(limit / 2);
+        if excess == 0 {
+            return false;
+        }
+        // The cut: the `excess`-th oldest record. Everything at or below it that may go is
+        // folded; the floor bans (on disk) what those records banned, and possibly more.
+        let (_, &mut cut, _) = newest.select_nth_unstable(excess - 1);
+        let cut = cut.min(floor);
+        let dropped = r.retain(|rec| !(rec.newest() <= cut && may_go(rec)));
         self.gc_mark.store(r.len() as u64, Ordering::Relaxed);
+        if dropped == 0 {
+            return false;
+        }
+        self.disk_floor.fetch_max(dropped, Ordering::SeqCst);
+        tracing::info!(
+            kept = r.len(),
+            disk_floor = dropped,
+            "purge records folded: disk objects stored before purge {dropped} are misses now"
+        );
+        true
+    }
+
+    /// Lowers the durable limit (tests).
+    #[cfg(test)]
+    pub(crate) fn set_durable_limit(&self, n: usize) {
+        self.durable_limit.store(n as u64, Ordering::Relaxed);
     }
 }

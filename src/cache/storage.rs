@@ -131,7 +131,7 @@ pub struct Storage {
     log: Option<PurgeLog>,
     index: Arc<Mutex<Index>>,
     fills: Fills,
-    bans: Bans,
+    bans: Arc<Bans>,
     ids: AtomicU64,
     /// Larger objects are streamed through (and written to disk) but not kept in memory.
     mem_object_limit: u64,
@@ -211,7 +211,7 @@ impl Storage {
             log: None,
             index,
             fills: Fills::default(),
-            bans: Bans::default(),
+            bans: Arc::new(Bans::default()),
             ids: AtomicU64::new(seed),
             mem_object_limit: if with_disk {
                 capacity / 8

@@ -29,6 +29,8 @@ pub(crate) enum BanKind {
     Host,
     Prefix,
     All,
+    /// The disk floor (its `seq`): records folded into one number, see `bans.rs`.
+    Floor,
 }
 
 /// One ban record as logged.
@@ -128,6 +130,28 @@ impl PurgeLog {
             },
             reset: reset.is_some(),
         })
+    }
+
+    /// Rewrites the log as `bans` has it now (after records were folded), on a blocking
+    /// thread. The file lock is held from the snapshot to the swap: a purge appends either
+    /// to the old file before the snapshot (and is in it) or to the new file after.
+    pub(crate) async fn compact(&self, bans: Arc<Bans>) -> Result<(), String> {
+        let file = self.file.clone();
+        let path = self.path.clone();
+        let done = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let mut f = file.lock();
+            let tmp = path.with_extension("log.tmp");
+            write_synced(&tmp, &render(&bans.snapshot()))?;
+            std::fs::rename(&tmp, &path)?;
+            *f = OpenOptions::new().append(true).open(&path)?;
+            Ok(())
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("{}: {e}", self.path.display())),
+            Err(e) => Err(format!("{}: {e}", self.path.display())),
+        }
     }
 
     /// Appends and fsyncs (on a blocking thread).

@@ -73,7 +73,7 @@ impl Storage {
         let disk = self.disk.as_ref()?;
         let head = disk.head(k).await?;
         let info = Arc::new(head.info());
-        let v = self.bans.verdict(head.stamp, info.subject());
+        let v = self.bans.verdict_disk(head.stamp, info.subject());
         if v == Verdict::Gone {
             disk.remove(k);
             return None;
@@ -142,7 +142,7 @@ impl Storage {
             }
         }
         let head = self.disk.as_ref()?.head(k).await?;
-        let v = self.bans.verdict(head.stamp, head.info().subject());
+        let v = self.bans.verdict_disk(head.stamp, head.info().subject());
         let meta = CacheMeta::deserialize(&head.meta.0, &head.meta.1).ok()?;
         judged(meta, v)
     }
@@ -367,7 +367,7 @@ impl StorageTrait for Storage {
         let mut on_disk = false;
         if let Some(disk) = &self.disk {
             if let Some(mut head) = disk.head(k).await {
-                if self.bans.verdict(head.stamp, head.info().subject()) != Verdict::Gone {
+                if self.bans.verdict_disk(head.stamp, head.info().subject()) != Verdict::Gone {
                     let info = head.info().with_header(meta.response_header());
                     head.tags = info.tags.iter().map(|t| t.to_string()).collect();
                     head.meta = bin;

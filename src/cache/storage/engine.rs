@@ -232,8 +232,21 @@ impl Storage {
                 }
             }
         }
-        self.gc_bans(false);
+        self.retire_bans(false).await;
         done
+    }
+
+    /// Lets ban records go that nothing needs any more ([`Self::gc_bans`]); when records were
+    /// folded into the disk floor, the purge log is compacted to what is left.
+    pub(crate) async fn retire_bans(&self, force: bool) {
+        if !self.gc_bans(force) {
+            return;
+        }
+        if let Some(log) = &self.log {
+            if let Err(e) = log.compact(self.bans.clone()).await {
+                tracing::warn!(error = %e, "purge log not compacted (it stays correct, only longer)");
+            }
+        }
     }
 
     /// Drops the whole memory tier (hard `all` purge): O(1), moka clears lazily.
@@ -244,8 +257,9 @@ impl Storage {
         }
     }
 
-    /// Forgets ban records that no stored or in-flight object can need any more.
-    pub(crate) fn gc_bans(&self, force: bool) {
+    /// Forgets ban records that no stored or in-flight object can need any more; true when
+    /// records were folded into the disk floor.
+    pub(crate) fn gc_bans(&self, force: bool) -> bool {
         // `current` first: a purge recorded after this read is above the floor.
         let mut floor = self.bans.current();
         if let Some(s) = self.fills.min_stamp() {
@@ -254,7 +268,7 @@ impl Storage {
         if let Some((&s, _)) = self.pending.lock().first_key_value() {
             floor = floor.min(s.saturating_sub(1));
         }
-        self.bans.gc(floor, self.ban_grace, force);
+        self.bans.gc(floor, self.ban_grace, force)
     }
 
     /// Purge of one URL (every variant), for pingora's `purge` / `expire`. Returns how many

@@ -9,6 +9,7 @@ use pingora_cache::storage::streaming_write::U64WriteId;
 use std::path::Path;
 
 mod faults;
+mod retire;
 
 const MIB: u64 = 1 << 20;
 
