@@ -6,10 +6,16 @@
 //! - `app`: `Config` → Pingora server (proxy, admin, health services), signals
 //! - `front`: client connections: counts, caps, header and idle timeouts
 //! - `state`: shared state; config-derived `Runtime` behind arc-swap
-//! - `proxy`: the `ProxyHttp` request path (routing, headers, errors, cache hooks)
-//! - `cache`: cache key, RFC 9111 policy, storage tiers, purge, Cache-Status
+//! - `proxy`: the `ProxyHttp` request path (routing, headers, errors, the cache's phases)
+//! - `cache`: below the proxy: cache key, RFC 9111 policy, storage tiers, purge, bans,
+//!   slices, the typed Cache-Status (never names proxy, admin or ops types)
+//! - `url`, `message`: neutral helpers: the canonical object name, hop-by-hop fields
 //! - `upstream`: origin pools, selection, health checks
-//! - `admin`, `ops`, `dashboard`: admin API, the operations behind it, the live dashboard
+//! - `admin`, `ops`, `dashboard`: admin API, the operations behind it (the purge service,
+//!   reload), the live dashboard
+//! - `fleet`: purges across nodes (NATS JetStream) and peering
+//!
+//! The seams run one way (README "Layers"); `tests/it/layering.rs` checks them.
 //! - `tls`: TLS listeners (SNI certificate choice, h2)
 //! - `metrics`, `access_log`, `logging`: observability
 //! - `demo`: the built-in sample origin

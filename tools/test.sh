@@ -34,6 +34,12 @@ fi
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --all-targets --quiet -- -D warnings
 fi
+# Dependency check: no declared crate goes unused (cargo-machete, installed from crates.io
+# the first time; about a minute). The layering check is a test (tests/it/layering.rs).
+if ! command -v cargo-machete >/dev/null 2>&1; then
+  cargo install --locked --quiet cargo-machete@0.9.2
+fi
+cargo machete
 
 # Build once (lib, binary, test binary), then run. nextest when available, else cargo test.
 cargo build --tests --bins

@@ -185,3 +185,36 @@ async fn config_reload_swaps_servers_rejects_bad_files_and_rolls_back() {
         "the token leaks: {config:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_gauges_are_right_on_the_first_scrape() {
+    // No /status before: the first /metrics scrape already counts what is stored.
+    let origin = Origin::new()
+        .route(
+            "/g1",
+            Reply::ok("one").header("cache-control", "max-age=60"),
+        )
+        .route(
+            "/g2",
+            Reply::ok("two!").header("cache-control", "max-age=60"),
+        )
+        .start()
+        .await;
+    let outpost = Outpost::builder().site("*", &origin).start().await;
+    outpost.get("site.test", "/g1").await;
+    outpost.get("site.test", "/g2").await;
+    let stored = eventually(Duration::from_secs(2), || async {
+        outpost
+            .metric("outpost_cache_objects", &[("tier", "memory")])
+            .await
+            == 2.0
+    })
+    .await;
+    assert!(stored, "{}", outpost.metrics_text().await);
+    assert!(
+        outpost
+            .metric("outpost_cache_bytes", &[("tier", "memory")])
+            .await
+            > 0.0
+    );
+}
