@@ -121,8 +121,11 @@ pub struct CacheCtx {
     pub response_time: Option<SystemTime>,
     /// The origin's 304, kept to merge every field into the stored header (§3.2).
     pub not_modified: Option<Box<ResponseHeader>>,
-    /// Lookup result and tier of a request answered from slices (`proxy/slice.rs`).
+    /// Lookup result and tier of a request answered outside pingora-cache: from slices
+    /// (`proxy/slice.rs`) or by the lean hit path (`proxy/caching.rs`).
     pub sliced: Option<(crate::metrics::LookupResult, crate::metrics::TierLabel)>,
+    /// The cache key the lean hit path built before it fell through (reused, not rebuilt).
+    pub key: Option<pingora::cache::CacheKey>,
 }
 
 impl CacheCtx {

@@ -77,7 +77,10 @@ impl ProxyHttp for Outpost {
         if purge::maybe_purge(&self.shared, session, ctx).await? {
             return Ok(true);
         }
-        slice::serve(self.cache, session, ctx).await
+        if slice::serve(self.cache, session, ctx).await? {
+            return Ok(true);
+        }
+        caching::serve_fresh_hit(self.cache, session, ctx).await
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
@@ -86,7 +89,7 @@ impl ProxyHttp for Outpost {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        caching::cache_key(self.cache, session, ctx)
+        caching::lookup_key(self.cache, session, ctx)
     }
 
     fn cache_vary_filter(

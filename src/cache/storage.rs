@@ -20,6 +20,7 @@ mod tests;
 use crate::cache::bans::log::PurgeLog;
 use crate::cache::bans::Bans;
 use crate::config::{CacheConfig, DiskConfig};
+pub use backend::{FreshHit, HitBody};
 /// Moves a damaged file outpost owns out of the way (also used by the purge log).
 use disk::DiskTier;
 use fill::Fills;

@@ -4,15 +4,28 @@
 
 use super::ctx::RequestCtx;
 use super::headers;
+use crate::cache::status::CacheStatus;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::Session;
 
-/// Decorates the response going to the client.
+/// Decorates the response going to the client (its Cache-Status from the cache phase).
 pub fn decorate(
     session: &mut Session,
     resp: &mut ResponseHeader,
     ctx: &mut RequestCtx,
+) -> Result<()> {
+    super::caching::fix_age(session, resp);
+    let status = super::status::cache_status(session, ctx);
+    decorate_as(session, resp, ctx, status)
+}
+
+/// [`decorate`] with a given Cache-Status (answers written outside pingora's cache).
+pub fn decorate_as(
+    session: &mut Session,
+    resp: &mut ResponseHeader,
+    ctx: &mut RequestCtx,
+    status: CacheStatus,
 ) -> Result<()> {
     crate::message::strip_hop_by_hop_resp(resp);
     if ctx.cache.stale_error {
@@ -27,9 +40,8 @@ pub fn decorate(
     }
     let via = headers::via(resp.headers.get("via").and_then(|v| v.to_str().ok()));
     resp.insert_header("via", via)?;
-    super::caching::fix_age(session, resp);
     super::compress::decide(session, resp, &ctx.rt.cfg.compression);
-    let mut status = super::status::cache_status(session, ctx).to_string();
+    let mut status = status.to_string();
     if ctx.peer.is_some() {
         // RFC 9211 list order: the owning peer's entry first, then this node's.
         if let Some(theirs) = resp

@@ -747,3 +747,61 @@ async fn cache_tag_headers_are_stripped_from_client_responses() {
     }
     assert_eq!(origin.hits("/tagged"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_plain_hits_answer_as_the_full_cache_path_does() {
+    // A plain GET/HEAD hit is served by the lean hit path, one with request directives by
+    // pingora-cache's state machine: the client must not be able to tell them apart.
+    let origin = Origin::new()
+        .route(
+            "/same",
+            cc("same body", "max-age=600")
+                .header("etag", "\"v1\"")
+                .header("surrogate-key", "t1")
+                .header("x-origin", "yes"),
+        )
+        .start()
+        .await;
+    let outpost = Outpost::builder().site("*", &origin).start().await;
+    assert_eq!(outpost.get("site.test", "/same").await.status, 200);
+    let lean = outpost.get("site.test", "/same").await;
+    let full = outpost
+        .request(
+            "GET",
+            "site.test",
+            "/same",
+            &[("cache-control", "max-stale=1")],
+        )
+        .await;
+    let lean_head = outpost.request("HEAD", "site.test", "/same", &[]).await;
+    assert_eq!(origin.hits("/same"), 1, "both were hits");
+    assert!(lean.is_hit() && full.is_hit() && lean_head.is_hit());
+    assert_eq!(lean.body, full.body);
+    assert!(lean_head.body.is_empty());
+    let names = |r: &crate::support::Resp| {
+        let mut n: Vec<String> = r.headers.keys().map(|k| k.to_string()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&lean), names(&full));
+    assert_eq!(names(&lean_head), names(&full));
+    for field in ["etag", "x-origin", "content-length", "via", "cache-control"] {
+        assert_eq!(lean.header(field), full.header(field), "{field}");
+    }
+    assert_eq!(lean.header("surrogate-key"), None, "tags stripped");
+    let ttl = |r: &crate::support::Resp| r.cache_status();
+    assert!(
+        ttl(&lean).starts_with("outpost; hit; ttl="),
+        "{}",
+        ttl(&lean)
+    );
+    assert_eq!(
+        outpost
+            .metric(
+                "outpost_cache_lookups_total",
+                &[("result", "hit"), ("tier", "memory")]
+            )
+            .await,
+        3.0
+    );
+}

@@ -3,7 +3,7 @@
 //! by the ban records first. Nothing here panics on a missing entry.
 
 use super::disk::{DiskBody, DISK_ERRORS};
-use super::entry::{Entry, EntryInfo, HeaderWire};
+use super::entry::{empty_header_bin, Body, Entry, EntryInfo, HeaderWire};
 use super::fill::{Fill, FillWriter};
 use super::hit::StorageHit;
 use super::{Storage, Tier};
@@ -21,6 +21,29 @@ use std::any::Any;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// A fresh memory-tier object ([`Storage::fresh_hit`]).
+#[derive(Debug)]
+pub struct FreshHit {
+    /// The stored response header.
+    pub header: pingora::http::ResponseHeader,
+    pub body: HitBody,
+    /// Seconds since the stored response was generated (the `Age` to send, RFC 9111 §4.2.3).
+    pub age: u64,
+    /// Seconds of freshness left.
+    pub ttl: i64,
+}
+
+/// The body of a [`FreshHit`]: shared with the stored object, never copied.
+#[derive(Debug)]
+pub struct HitBody(Arc<Body>);
+
+impl HitBody {
+    /// The chunks, in order.
+    pub fn chunks(&self) -> &[bytes::Bytes] {
+        self.0.chunks()
+    }
+}
 
 type Found = Option<(CacheMeta, HitHandler)>;
 
@@ -52,6 +75,40 @@ impl Storage {
             }
         }
         promoted
+    }
+
+    /// A memory-tier object that may be served exactly as stored, for the lean hit path
+    /// (`proxy/caching.rs`): fresh, not purged (hard or soft), no `Vary`, and no fill of the
+    /// same key in flight. `None` means "take the full path", never "miss".
+    pub async fn fresh_hit(&'static self, key: &CacheKey) -> Option<FreshHit> {
+        let k = key.combined_bin();
+        if self.fills.latest(&k).is_some() {
+            return None;
+        }
+        let entry = self.memory.get(&k).await?;
+        if self.bans.verdict(entry.stamp, entry.info.subject()) != Verdict::Keep {
+            return None;
+        }
+        let meta = CacheMeta::deserialize(&entry.meta.0, empty_header_bin()?).ok()?;
+        let now = SystemTime::now();
+        if meta.fresh_until() <= now || meta.variance().is_some() {
+            return None;
+        }
+        let header = entry.header.decode().ok()?;
+        if header.headers.contains_key(http::header::VARY) {
+            return None;
+        }
+        self.memory.hits.fetch_add(1, Ordering::Relaxed);
+        let ttl = meta.fresh_until().duration_since(now).unwrap_or_default();
+        Some(FreshHit {
+            header,
+            body: HitBody(entry.body.clone()),
+            age: now
+                .duration_since(meta.epoch())
+                .unwrap_or_default()
+                .as_secs(),
+            ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        })
     }
 
     async fn lookup_memory(&self, k: HashBinary) -> Found {

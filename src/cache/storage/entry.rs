@@ -133,6 +133,10 @@ impl Body {
     pub(crate) fn chunk(&self, i: usize) -> Option<&Bytes> {
         self.chunks.get(i)
     }
+
+    pub(crate) fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
 }
 
 /// One stored object (one Vary variant of one URL).
@@ -154,7 +158,7 @@ pub(crate) struct Entry {
 
 /// `CacheMeta::serialize()` header bytes of an empty header: deserializing the internal
 /// meta with it is cheap, and the decoded header is put in afterwards.
-fn empty_header_bin() -> Option<&'static [u8]> {
+pub(crate) fn empty_header_bin() -> Option<&'static [u8]> {
     static EMPTY: OnceLock<Option<Vec<u8>>> = OnceLock::new();
     EMPTY
         .get_or_init(|| {
