@@ -43,14 +43,7 @@ pub fn enable(layer: &CacheLayer, session: &mut Session, ctx: &mut RequestCtx) {
 
 /// `cache_key_callback`: `scheme://host/path?query` minus ignored parameters.
 pub fn cache_key(layer: &CacheLayer, session: &Session, ctx: &RequestCtx) -> Result<CacheKey> {
-    let rt = &ctx.rt;
-    let pq = session
-        .req_header()
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
-    let primary = ObjectUrl::from_request(scheme(session), &ctx.host, pq, &rt.cache.filter);
-    let mut k = CacheKey::new(primary.into_string(), "");
+    let mut k = CacheKey::new(object_url(session, ctx).into_string(), "");
     k.extensions.insert(layer.storage.purge_epoch());
     Ok(k)
 }
@@ -65,6 +58,16 @@ pub fn lookup_key(layer: &CacheLayer, session: &Session, ctx: &mut RequestCtx) -
         }
         None => cache_key(layer, session, ctx),
     }
+}
+
+/// The object this request names (its primary key): scheme, routing host, request-target.
+pub fn object_url(session: &Session, ctx: &RequestCtx) -> ObjectUrl {
+    let pq = session
+        .req_header()
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str());
+    ObjectUrl::from_request(scheme(session), &ctx.host, pq, &ctx.rt.cache.filter)
 }
 
 /// `http` or `https`, from the downstream connection.
@@ -278,9 +281,7 @@ pub async fn serve_fresh_hit(
     if !plain_request(req) {
         return Ok(false);
     }
-    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = ObjectUrl::from_request(scheme(session), &ctx.host, pq, &ctx.rt.cache.filter);
-    let key = CacheKey::new(url.into_string(), "");
+    let key = CacheKey::new(object_url(session, ctx).into_string(), "");
     let Some(hit) = layer.storage.fresh_hit(&key).await else {
         ctx.cache.key = Some(key);
         return Ok(false);

@@ -7,7 +7,6 @@ use crate::cache::purge::{Purge, PurgeRequest};
 use crate::cache::status::{CacheStatus, Fwd};
 use crate::cache::{key, policy};
 use crate::state::Shared;
-use crate::url::ObjectUrl;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -40,17 +39,7 @@ pub async fn maybe_purge(
         .await?;
         return Ok(true);
     }
-    let pq = session
-        .req_header()
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str());
-    let url = ObjectUrl::from_request(
-        super::caching::scheme(session),
-        &ctx.host,
-        pq,
-        &rt.cache.filter,
-    );
+    let url = super::caching::object_url(session, ctx);
     let who = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let req = PurgeRequest::url(url.into_string());
     let (status, body) = match crate::ops::purge::run(shared, req, &who, "PURGE").await {

@@ -63,13 +63,7 @@ fn owner_peer(session: &Session, ctx: &mut RequestCtx, pool: &Pool) -> Option<Bo
     if !matches!(req.method.as_str(), "GET" | "HEAD") || crate::fleet::peering::looped(req) {
         return None;
     }
-    let pq = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let key = crate::url::ObjectUrl::from_request(
-        super::caching::scheme(session),
-        &ctx.host,
-        pq,
-        &rt.cache.filter,
-    );
+    let key = super::caching::object_url(session, ctx);
     let owner = ring.owner(key.as_str().as_bytes())?;
     let peer = pool.plain_peer(owner);
     ctx.peer = Some(owner);
