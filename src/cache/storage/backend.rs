@@ -399,6 +399,10 @@ impl StorageTrait for Storage {
         let stamp = self.stamp_for(key);
         let mut updated = None;
         let header = HeaderWire::of(meta.response_header());
+        let memory_bin = match self.disk {
+            None => super::entry::lean_meta(bin.clone(), &header),
+            Some(_) => bin.clone(),
+        };
         let in_memory = self
             .memory
             .replace_with(k, |e| {
@@ -407,7 +411,7 @@ impl StorageTrait for Storage {
                 }
                 let info = Arc::new(e.info.with_header(meta.response_header()));
                 updated = Some((e.id, info.clone()));
-                let meta = bin.clone();
+                let meta = memory_bin.clone();
                 Some(Arc::new(Entry {
                     id: e.id,
                     stamp,

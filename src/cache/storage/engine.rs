@@ -38,13 +38,18 @@ impl Storage {
                 return self.commit_spilled(fill, body_len, crcs)
             }
         };
+        let header = fill.header_wire();
+        let meta = match self.disk {
+            None => super::entry::lean_meta(fill.meta.clone(), &header),
+            Some(_) => fill.meta.clone(),
+        };
         let entry = Entry {
             id: fill.id,
             stamp: fill.stamp,
-            meta: fill.meta.clone(),
+            meta,
             body: Arc::new(Body::new(chunks)),
             info: fill.info.clone(),
-            header: fill.header_wire(),
+            header,
         };
         let weight = entry.weight();
         self.store(fill.key, entry, true).await;

@@ -214,11 +214,32 @@ impl Entry {
     }
 }
 
-/// Re-serializes `meta` with `fresh_until` moved to at most `at`.
+/// Re-serializes `meta` with `fresh_until` moved to at most `at` (a lean meta stays lean:
+/// only its internal part changes).
 pub(crate) fn expire_bin(meta: &MetaBin, at: SystemTime) -> pingora::Result<MetaBin> {
+    if meta.1.is_empty() {
+        let empty = empty_header_bin().ok_or_else(|| {
+            pingora::Error::explain(pingora::ErrorType::InternalError, "no empty header")
+        })?;
+        let mut m = CacheMeta::deserialize(&meta.0, empty)?;
+        m.expire_at(at);
+        return Ok((m.serialize()?.0, Vec::new()));
+    }
     let mut m = CacheMeta::deserialize(&meta.0, &meta.1)?;
     m.expire_at(at);
     m.serialize()
+}
+
+/// The meta a memory-only object keeps: its internal part alone when the header's wire form
+/// decodes (the header is rebuilt from that form on every hit, so pingora's zstd copy of it,
+/// about 170 bytes for six fields, would only be weight). Objects that are also written to
+/// a disk tier keep both parts: the disk head needs them.
+pub(crate) fn lean_meta(meta: MetaBin, header: &HeaderWire) -> MetaBin {
+    if header.decode().is_ok() {
+        (meta.0, Vec::new())
+    } else {
+        meta
+    }
 }
 
 /// Tags from `Surrogate-Key` (space separated) and `Cache-Tag` (comma separated), deduplicated,

@@ -586,3 +586,37 @@ fn tags_and_hosts_are_parsed_like_a_cdn() {
     let tags: Vec<&str> = tags.iter().map(|t| &**t).collect();
     assert_eq!(tags, ["a", "b", "c", "d"]);
 }
+
+#[tokio::test]
+async fn memory_only_objects_keep_a_lean_meta_that_hits_and_soft_purges_alike() {
+    let s = leak(1 << 20);
+    let headers = [("content-type", "text/css"), ("etag", "\"e1\"")];
+    put(s, "http://a.test/lean", &headers, b"lean body").await;
+    let entry = s
+        .memory
+        .get(&key("http://a.test/lean").combined_bin())
+        .await
+        .unwrap();
+    assert!(
+        entry.meta.1.is_empty(),
+        "no zstd copy of the header in memory"
+    );
+    let (m, body) = get_key(s, &key("http://a.test/lean")).await.unwrap();
+    assert_eq!(body, b"lean body");
+    assert!(m.is_fresh(SystemTime::now()));
+    assert_eq!(m.response_header().headers["etag"], "\"e1\"");
+    let hit = s.fresh_hit(&key("http://a.test/lean")).await.unwrap();
+    assert_eq!(hit.header.headers["content-type"], "text/css");
+    assert_eq!(hit.body.chunks().concat(), b"lean body");
+    purge(s, r#"{"urls":["http://a.test/lean"],"soft":true}"#).await;
+    assert!(
+        s.fresh_hit(&key("http://a.test/lean")).await.is_none(),
+        "soft-purged: full path"
+    );
+    let (m, body) = get_key(s, &key("http://a.test/lean")).await.unwrap();
+    assert!(
+        !m.is_fresh(SystemTime::now()) && body == b"lean body",
+        "stale, body kept"
+    );
+    assert_eq!(m.response_header().headers["etag"], "\"e1\"");
+}
