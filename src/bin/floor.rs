@@ -12,7 +12,8 @@
 //! `--cache` turns on pingora-cache with its own `MemCache` (unbounded, in-memory), its
 //! default key and `resp_cacheable` (RFC freshness from `Cache-Control`/`Expires`, no default
 //! TTL) and a cache lock: the least a Pingora cache does. Without it, every request is
-//! proxied (the pass-through floor). `--threads N` (default: one per core, like outpost).
+//! proxied (the pass-through floor). `--threads N` (default: one per core, like outpost). `--no-work-stealing`: one runtime per
+//! thread (Pingora's `work_stealing = false`).
 //! Runs until SIGTERM / SIGINT.
 
 use async_trait::async_trait;
@@ -120,6 +121,7 @@ fn main() {
     });
     let conf = ServerConf {
         threads,
+        work_stealing: !args.iter().any(|a| a == "--no-work-stealing"),
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
