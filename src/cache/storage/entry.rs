@@ -82,12 +82,23 @@ impl EntryInfo {
 }
 
 /// An immutable body: chunks as received from the origin (never copied) and their offsets.
-#[derive(Debug, Default)]
-pub(crate) struct Body {
-    chunks: Vec<Bytes>,
-    /// `starts[i]` is the offset of `chunks[i]` in the body.
-    starts: Vec<usize>,
-    len: usize,
+/// Most bodies are one contiguous buffer (see [`COALESCE_MAX`]): those keep it inline, with
+/// no chunk list and no offset list (two allocations fewer per stored object).
+#[derive(Debug)]
+pub(crate) enum Body {
+    One(Bytes),
+    Many {
+        chunks: Vec<Bytes>,
+        /// `starts[i]` is the offset of `chunks[i]` in the body.
+        starts: Vec<usize>,
+        len: usize,
+    },
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::new(Vec::new())
+    }
 }
 
 /// Bodies up to this size are stored as one contiguous buffer: one copy when stored saves
@@ -102,7 +113,12 @@ impl Body {
             for c in &chunks {
                 one.extend_from_slice(c);
             }
-            chunks = vec![one.freeze()];
+            return Body::One(one.freeze());
+        }
+        if chunks.len() == 1 {
+            if let Some(one) = chunks.pop() {
+                return Body::One(one);
+            }
         }
         let mut starts = Vec::with_capacity(chunks.len());
         let mut len = 0;
@@ -110,7 +126,7 @@ impl Body {
             starts.push(len);
             len += c.len();
         }
-        Body {
+        Body::Many {
             chunks,
             starts,
             len,
@@ -118,24 +134,32 @@ impl Body {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        match self {
+            Body::One(b) => b.len(),
+            Body::Many { len, .. } => *len,
+        }
     }
 
     /// The chunk holding byte `offset` (which must be `< len`) and the chunk's start offset.
     pub(crate) fn locate(&self, offset: usize) -> (usize, usize) {
-        let i = self
-            .starts
-            .partition_point(|&s| s <= offset)
-            .saturating_sub(1);
-        (i, self.starts.get(i).copied().unwrap_or(0))
+        match self {
+            Body::One(_) => (0, 0),
+            Body::Many { starts, .. } => {
+                let i = starts.partition_point(|&s| s <= offset).saturating_sub(1);
+                (i, starts.get(i).copied().unwrap_or(0))
+            }
+        }
     }
 
     pub(crate) fn chunk(&self, i: usize) -> Option<&Bytes> {
-        self.chunks.get(i)
+        self.chunks().get(i)
     }
 
     pub(crate) fn chunks(&self) -> &[Bytes] {
-        &self.chunks
+        match self {
+            Body::One(b) => std::slice::from_ref(b),
+            Body::Many { chunks, .. } => chunks,
+        }
     }
 }
 
