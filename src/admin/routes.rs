@@ -89,10 +89,7 @@ pub(super) async fn handle(admin: &Admin, session: &mut ServerSession) -> Respon
                             Ok(req) => admin.ops.purge(req, &who).await,
                             Err(e) => Err(e),
                         };
-                        match done {
-                            Ok(outcome) => (outcome.http_status(), outcome.to_json()),
-                            Err(e) => (400, crate::ops::purge::error_json(&e)),
-                        }
+                        crate::ops::purge::answer(&done)
                     }
                     Err((code, msg)) => (code, json!({ "error": msg })),
                 },

@@ -1,7 +1,7 @@
 //! The purge service: one entry for every source of a purge (the admin API, the PURGE method,
 //! the `purge` CLI through the API, fleet messages). Typed in and out: a [`PurgeRequest`] in,
 //! a [`PurgeOutcome`] or a [`PurgeError`] back; the edges map them to HTTP
-//! ([`PurgeOutcome::http_status`], [`PurgeOutcome::to_json`], [`error_json`]).
+//! ([`answer`]).
 
 use crate::cache::purge::{self, PurgeError, PurgeRequest, PurgeResult};
 use crate::fleet::Receipts;
@@ -40,9 +40,13 @@ impl PurgeOutcome {
     }
 }
 
-/// The answer body for a refused purge (400).
-pub fn error_json(e: &PurgeError) -> Value {
-    json!({ "error": e.to_string() })
+/// The HTTP status and JSON body of a purge's result: 200/202 with the outcome, 400 with the
+/// reason it was refused (what the admin API and the PURGE method answer).
+pub fn answer(result: &Result<PurgeOutcome, PurgeError>) -> (u16, Value) {
+    match result {
+        Ok(outcome) => (outcome.http_status(), outcome.to_json()),
+        Err(e) => (400, json!({ "error": e.to_string() })),
+    }
 }
 
 fn took_ms(r: &PurgeResult) -> f64 {

@@ -42,10 +42,8 @@ pub async fn maybe_purge(
     let url = super::caching::object_url(session, ctx);
     let who = ctx.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let req = PurgeRequest::url(url.into_string());
-    let (status, body) = match crate::ops::purge::run(shared, req, &who, "PURGE").await {
-        Ok(outcome) => (outcome.http_status(), outcome.to_json()),
-        Err(e) => (400, crate::ops::purge::error_json(&e)),
-    };
+    let (status, body) =
+        crate::ops::purge::answer(&crate::ops::purge::run(shared, req, &who, "PURGE").await);
     let mut text = body.to_string();
     text.push('\n');
     let mut resp = ResponseHeader::build(status, Some(4))?;

@@ -19,9 +19,9 @@ use pingora::protocols::http::client::HttpSession;
 use pingora::proxy::Session;
 use std::sync::{Arc, OnceLock};
 
-/// Request headers that must not reach the origin on a resume request (the client's own
+/// Request headers that must not reach the origin on a resume or slice request (the client's own
 /// conditionals and ranges; the resume sets its own).
-const DROPPED: [&str; 6] = [
+pub(super) const DROPPED: [&str; 6] = [
     "range",
     "if-range",
     "if-match",

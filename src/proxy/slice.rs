@@ -162,14 +162,7 @@ async fn prepare(
     }
     let mut up = req.clone();
     up.set_method(http::Method::GET);
-    for name in [
-        "range",
-        "if-range",
-        "if-match",
-        "if-none-match",
-        "if-modified-since",
-        "if-unmodified-since",
-    ] {
+    for name in super::resume::DROPPED {
         up.remove_header(name);
     }
     super::upstream::prepare_request(session, &mut up, ctx)?;

@@ -138,7 +138,7 @@ impl PurgeLog {
     pub(crate) async fn compact(&self, bans: Arc<Bans>) -> Result<(), String> {
         let file = self.file.clone();
         let path = self.path.clone();
-        let done = tokio::task::spawn_blocking(move || -> io::Result<()> {
+        self.blocking(move || {
             let mut f = file.lock();
             let tmp = path.with_extension("log.tmp");
             write_synced(&tmp, &render(&bans.snapshot()))?;
@@ -146,8 +146,15 @@ impl PurgeLog {
             *f = OpenOptions::new().append(true).open(&path)?;
             Ok(())
         })
-        .await;
-        match done {
+        .await
+    }
+
+    /// Runs file work on a blocking thread; errors name the log.
+    async fn blocking(
+        &self,
+        work: impl FnOnce() -> io::Result<()> + Send + 'static,
+    ) -> Result<(), String> {
+        match tokio::task::spawn_blocking(work).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(format!("{}: {e}", self.path.display())),
             Err(e) => Err(format!("{}: {e}", self.path.display())),
@@ -161,17 +168,12 @@ impl PurgeLog {
         }
         let file = self.file.clone();
         let text = render(&lines);
-        let done = tokio::task::spawn_blocking(move || {
+        self.blocking(move || {
             let mut f = file.lock();
             f.write_all(text.as_bytes())?;
             f.sync_data()
         })
-        .await;
-        match done {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(format!("{}: {e}", self.path.display())),
-            Err(e) => Err(format!("{}: {e}", self.path.display())),
-        }
+        .await
     }
 }
 
