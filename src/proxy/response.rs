@@ -7,6 +7,7 @@ use super::headers;
 use crate::cache::status::CacheStatus;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
+use pingora::protocols::http::v1::client::ConflictingFraming;
 use pingora::proxy::Session;
 
 /// Decorates the response going to the client (its Cache-Status from the cache phase).
@@ -61,10 +62,19 @@ pub fn decorate_as(
 const MIN_RESPONSE_HEAD: u64 = 64 * 1024;
 
 /// An origin response head larger than `max(server.max_request_header, 64KiB)` is refused
-/// (502, never stored or forwarded), like an oversized request head is. (A head with both
-/// Content-Length and Transfer-Encoding never gets here as such: Pingora's HTTP/1 client
-/// drops the Content-Length and frames by the chunked coding, RFC 9112 §6.3.)
+/// (502, never stored or forwarded), like an oversized request head is; so is one with both
+/// Content-Length and Transfer-Encoding (RFC 9112 §6.3: it may be response splitting; nginx
+/// answers 502 too). The patched Pingora client (vendor/README.md) has already dropped the
+/// Content-Length, marked the head and taken the connection out of reuse.
 pub fn check_upstream(resp: &ResponseHeader, ctx: &RequestCtx) -> Result<()> {
+    if resp.extensions.get::<ConflictingFraming>().is_some() {
+        let mut e = Error::explain(
+            ErrorType::InvalidHTTPHeader,
+            "origin response has both Content-Length and Transfer-Encoding",
+        );
+        e.as_up();
+        return Err(e);
+    }
     let cap = ctx.rt.cfg.server.max_request_header.max(MIN_RESPONSE_HEAD);
     let size: u64 = resp
         .headers

@@ -31,6 +31,11 @@ use crate::protocols::http::HttpTask;
 use crate::protocols::{Digest, SocketAddr, Stream, UniqueID, UniqueIDType};
 use crate::utils::{BufRef, KVRef};
 
+/// outpost patch: a response extension set when the response head carried both
+/// `Content-Length` and `Transfer-Encoding` (the former has been removed, RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConflictingFraming;
+
 /// The HTTP 1.x client session
 pub struct HttpSession {
     buf: Bytes,
@@ -331,6 +336,8 @@ impl HttpSession {
                         // https://datatracker.ietf.org/doc/html/rfc9112#section-6.3-2.3
                         if contains_content_length && contains_transfer_encoding {
                             response_header.remove_header(&header::CONTENT_LENGTH);
+                            // outpost patch: say so, so that the proxy can refuse to trust it
+                            response_header.extensions_mut().insert(ConflictingFraming);
                         }
 
                         self.raw_header = Some(BufRef(0, s));
@@ -561,6 +568,15 @@ impl HttpSession {
             // Defense-in-depth: response body close-delimited (or no body interpretation
             // upon reuse check)
             // explicitly disable reuse
+            self.set_keepalive(None);
+            return;
+        }
+        if self
+            .resp_header()
+            .is_some_and(|h| h.extensions.get::<ConflictingFraming>().is_some())
+        {
+            // outpost patch: RFC 9112 §6.3: a response with both Content-Length and
+            // Transfer-Encoding may be an attempt at response splitting; never reuse.
             self.set_keepalive(None);
             return;
         }
