@@ -10,6 +10,7 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora_cache::key::HashBinary;
 use pingora_cache::CacheMeta;
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -34,10 +35,35 @@ pub(crate) struct EntryInfo {
     pub(crate) primary: HashBinary,
     /// The primary key string, a canonical URL such as `http://example.test/a.css?x=1`.
     pub(crate) url: Arc<str>,
-    /// Lower-cased host of `url`, without port.
-    pub(crate) host: Arc<str>,
+    /// Where the lower-cased host (no port) is: inside `url` for every canonical key (no
+    /// allocation per object), its own string for keys older versions spelled otherwise.
+    host: HostName,
     /// From the stored `Surrogate-Key` and `Cache-Tag` headers.
     pub(crate) tags: Box<[Box<str>]>,
+}
+
+#[derive(Debug, Clone)]
+enum HostName {
+    In(u32, u32),
+    Own(Arc<str>),
+}
+
+impl HostName {
+    fn of(url: &str) -> Self {
+        match crate::url::host_of_key(url) {
+            Cow::Borrowed(h) => {
+                // A borrowed host is a slice of `url`: its offset is the pointer difference.
+                let start = (h.as_ptr() as usize).wrapping_sub(url.as_ptr() as usize);
+                match (u32::try_from(start), u32::try_from(start + h.len())) {
+                    (Ok(a), Ok(b)) if url.get(start..start + h.len()) == Some(h) => {
+                        HostName::In(a, b)
+                    }
+                    _ => HostName::Own(Arc::from(h)),
+                }
+            }
+            Cow::Owned(h) => HostName::Own(Arc::from(h)),
+        }
+    }
 }
 
 impl EntryInfo {
@@ -46,26 +72,30 @@ impl EntryInfo {
         crate::cache::bans::Subject {
             primary: &self.primary,
             url: &self.url,
-            host: &self.host,
+            host: self.host(),
             tags: &self.tags,
         }
     }
 
-    pub(crate) fn new(primary: HashBinary, url: &str, header: &ResponseHeader) -> Self {
-        EntryInfo {
-            primary,
-            url: Arc::from(url),
-            host: Arc::from(crate::url::host_of_key(url).as_ref()),
-            tags: tags_of(header),
+    /// Lower-cased host of `url`, without port.
+    pub(crate) fn host(&self) -> &str {
+        match &self.host {
+            HostName::In(a, b) => self.url.get(*a as usize..*b as usize).unwrap_or(""),
+            HostName::Own(h) => h,
         }
+    }
+
+    pub(crate) fn new(primary: HashBinary, url: &str, header: &ResponseHeader) -> Self {
+        Self::from_parts(primary, url, tags_of(header))
     }
 
     /// From stored parts (a disk head).
     pub(crate) fn from_parts(primary: HashBinary, url: &str, tags: Box<[Box<str>]>) -> Self {
+        let url: Arc<str> = Arc::from(url);
         EntryInfo {
             primary,
-            url: Arc::from(url),
-            host: Arc::from(crate::url::host_of_key(url).as_ref()),
+            host: HostName::of(&url),
+            url,
             tags,
         }
     }
@@ -87,12 +117,17 @@ impl EntryInfo {
 #[derive(Debug)]
 pub(crate) enum Body {
     One(Bytes),
-    Many {
-        chunks: Vec<Bytes>,
-        /// `starts[i]` is the offset of `chunks[i]` in the body.
-        starts: Vec<usize>,
-        len: usize,
-    },
+    /// Boxed, so that a `Body` is no larger than its common case.
+    Many(Box<Pieces>),
+}
+
+/// A body kept in several pieces (larger than [`COALESCE_MAX`]).
+#[derive(Debug)]
+pub(crate) struct Pieces {
+    chunks: Vec<Bytes>,
+    /// `starts[i]` is the offset of `chunks[i]` in the body.
+    starts: Vec<usize>,
+    len: usize,
 }
 
 impl Default for Body {
@@ -117,7 +152,10 @@ impl Body {
         }
         if chunks.len() == 1 {
             if let Some(one) = chunks.pop() {
-                return Body::One(one);
+                // A piece as read from the origin may be a slice of a larger read buffer
+                // (the header's, or a 64 KiB body buffer): keeping it would keep all of that.
+                // One exact-size copy instead.
+                return Body::One(Bytes::copy_from_slice(&one));
             }
         }
         let mut starts = Vec::with_capacity(chunks.len());
@@ -126,17 +164,17 @@ impl Body {
             starts.push(len);
             len += c.len();
         }
-        Body::Many {
+        Body::Many(Box::new(Pieces {
             chunks,
             starts,
             len,
-        }
+        }))
     }
 
     pub(crate) fn len(&self) -> usize {
         match self {
             Body::One(b) => b.len(),
-            Body::Many { len, .. } => *len,
+            Body::Many(p) => p.len,
         }
     }
 
@@ -144,9 +182,9 @@ impl Body {
     pub(crate) fn locate(&self, offset: usize) -> (usize, usize) {
         match self {
             Body::One(_) => (0, 0),
-            Body::Many { starts, .. } => {
-                let i = starts.partition_point(|&s| s <= offset).saturating_sub(1);
-                (i, starts.get(i).copied().unwrap_or(0))
+            Body::Many(p) => {
+                let i = p.starts.partition_point(|&s| s <= offset).saturating_sub(1);
+                (i, p.starts.get(i).copied().unwrap_or(0))
             }
         }
     }
@@ -158,7 +196,7 @@ impl Body {
     pub(crate) fn chunks(&self) -> &[Bytes] {
         match self {
             Body::One(b) => std::slice::from_ref(b),
-            Body::Many { chunks, .. } => chunks,
+            Body::Many(p) => &p.chunks,
         }
     }
 }
@@ -215,7 +253,7 @@ impl Entry {
     /// tag strings), so `cache.memory` bounds the process, not just the payload.
     pub(crate) fn weight(&self) -> u64 {
         let strings = self.info.url.len() * 2
-            + self.info.host.len()
+            + self.info.host().len()
             + self.info.tags.iter().map(|t| t.len() * 2).sum::<usize>();
         let bytes = self.meta.0.len() + self.meta.1.len() + self.header.len() + self.body.len();
         (bytes + ENTRY_OVERHEAD + strings) as u64
@@ -260,7 +298,9 @@ pub(crate) fn expire_bin(meta: &MetaBin, at: SystemTime) -> pingora::Result<Meta
 /// a disk tier keep both parts: the disk head needs them.
 pub(crate) fn lean_meta(meta: MetaBin, header: &HeaderWire) -> MetaBin {
     if header.decode().is_ok() {
-        (meta.0, Vec::new())
+        let mut internal = meta.0;
+        internal.shrink_to_fit();
+        (internal, Vec::new())
     } else {
         meta
     }
@@ -288,4 +328,43 @@ pub(crate) fn tags_of(header: &ResponseHeader) -> Box<[Box<str>]> {
         }
     }
     tags.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_is_found_inside_canonical_urls_and_kept_apart_for_old_spellings() {
+        let cases = [
+            ("http://example.test/a?x=1", "example.test", true),
+            ("https://[::1]/p", "[::1]", true),
+            ("http://example.test", "example.test", true),
+            // Keys older versions wrote: a port or upper case is canonicalised.
+            ("http://Example.TEST:8080/a", "example.test", false),
+            // A port alone needs no copy: the host is still a slice of the key.
+            ("http://example.test:80/a", "example.test", true),
+        ];
+        for (url, host, inside) in cases {
+            let info = EntryInfo::from_parts([0; 16], url, Box::default());
+            assert_eq!(info.host(), host, "{url}");
+            assert_eq!(matches!(info.host, HostName::In(..)), inside, "{url}");
+            assert_eq!(info.subject().host, host);
+            let again = info.with_header(&ResponseHeader::build(200, None).expect("header"));
+            assert_eq!(again.host(), host);
+        }
+    }
+
+    #[test]
+    fn bodies_do_not_keep_the_buffers_they_were_read_into() {
+        let read = Bytes::from(vec![7u8; 4096]);
+        let body = Body::new(vec![read.slice(100..1124)]);
+        assert_eq!(body.len(), 1024);
+        let Body::One(b) = &body else {
+            panic!("one piece stays one piece");
+        };
+        // A copy, not a view into the 4 KiB read buffer.
+        assert!(!std::ptr::eq(b.as_ptr(), read[100..].as_ptr()));
+        assert_eq!(&b[..], &read[100..1124]);
+    }
 }

@@ -5,6 +5,7 @@
 
 use super::entry::EntryInfo;
 use pingora_cache::key::HashBinary;
+use smallvec::SmallVec;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ops::Bound;
 use std::sync::Arc;
@@ -23,21 +24,18 @@ struct Slot {
     info: Arc<EntryInfo>,
 }
 
-#[derive(Debug)]
-struct Primary {
-    url: Arc<str>,
-    host: Arc<str>,
-    /// Combined keys of its Vary variants (the primary slot included). Usually one.
-    variants: Vec<HashBinary>,
-}
+/// Combined keys of a URL's Vary variants (the primary slot included): usually one, kept
+/// inline. (The URL and host are those of any variant's slot.)
+type Variants = SmallVec<[HashBinary; 1]>;
 
 /// See the module docs. Lives behind one mutex; every operation is O(1) or O(result).
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     slots: Map<HashBinary, Slot>,
-    primaries: Map<HashBinary, Primary>,
+    primaries: Map<HashBinary, Variants>,
     urls: BTreeSet<(Arc<str>, HashBinary)>,
-    hosts: Map<Arc<str>, Set<HashBinary>>,
+    /// Host → primary keys: one string per host, not per object.
+    hosts: Map<Box<str>, Set<HashBinary>>,
     tags: Map<Box<str>, Set<HashBinary>>,
 }
 
@@ -56,22 +54,21 @@ impl Index {
         for tag in info.tags.iter() {
             self.tags.entry(tag.clone()).or_default().insert(key);
         }
-        let primary = self
-            .primaries
-            .entry(info.primary)
-            .or_insert_with(|| Primary {
-                url: info.url.clone(),
-                host: info.host.clone(),
-                variants: Vec::with_capacity(1),
-            });
-        if !primary.variants.contains(&key) {
-            primary.variants.push(key);
+        let variants = self.primaries.entry(info.primary).or_default();
+        if !variants.contains(&key) {
+            variants.push(key);
         }
         self.urls.insert((info.url.clone(), info.primary));
-        self.hosts
-            .entry(info.host.clone())
-            .or_default()
-            .insert(info.primary);
+        match self.hosts.get_mut(info.host()) {
+            Some(set) => {
+                set.insert(info.primary);
+            }
+            None => {
+                let mut set = Set::default();
+                set.insert(info.primary);
+                self.hosts.insert(info.host().into(), set);
+            }
+        }
         self.slots.insert(
             key,
             Slot {
@@ -93,20 +90,20 @@ impl Index {
         self.untag(key, &slot.info);
         let pk = slot.info.primary;
         let empty = match self.primaries.get_mut(&pk) {
-            Some(p) => {
-                p.variants.retain(|v| v != key);
-                p.variants.is_empty()
+            Some(variants) => {
+                variants.retain(|v| v != key);
+                variants.is_empty()
             }
             None => false,
         };
-        if empty {
-            if let Some(p) = self.primaries.remove(&pk) {
-                self.urls.remove(&(p.url.clone(), pk));
-                if let Some(set) = self.hosts.get_mut(&p.host) {
-                    set.remove(&pk);
-                    if set.is_empty() {
-                        self.hosts.remove(&p.host);
-                    }
+        if empty && self.primaries.remove(&pk).is_some() {
+            // Every variant of a URL has its URL and host: the last one's name them.
+            self.urls.remove(&(slot.info.url.clone(), pk));
+            let host = slot.info.host();
+            if let Some(set) = self.hosts.get_mut(host) {
+                set.remove(&pk);
+                if set.is_empty() {
+                    self.hosts.remove(host);
                 }
             }
         }
@@ -144,7 +141,7 @@ impl Index {
 
     /// The object keys of every variant of URL `primary`.
     pub(crate) fn variants(&self, primary: &HashBinary) -> &[HashBinary] {
-        self.primaries.get(primary).map_or(&[], |p| &p.variants)
+        self.primaries.get(primary).map_or(&[], |v| v.as_slice())
     }
 
     /// The primary keys indexed under exactly this URL.

@@ -26,7 +26,9 @@ impl HeaderWire {
         buf.put_slice(b"\r\n");
         header.header_to_h1_wire(&mut buf);
         buf.put_slice(b"\r\n");
-        HeaderWire(buf.freeze())
+        // Exact size: the builder's spare capacity (and its shared-buffer record) would stay
+        // allocated for as long as the object is stored.
+        HeaderWire(Bytes::copy_from_slice(&buf))
     }
 
     pub(crate) fn len(&self) -> usize {
