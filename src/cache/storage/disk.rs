@@ -316,8 +316,8 @@ impl DiskTier {
         part: usize,
         data: &[u8],
     ) -> (u32, bool) {
-        let taken = self.put(DiskKey::chunk(key, gen, part), format::encode_chunk(data));
-        (crc32fast::hash(data), taken)
+        let (record, crc) = format::encode_chunk(data);
+        (crc, self.put(DiskKey::chunk(key, gen, part), record))
     }
 
     /// Drops body chunk `part` of generation `gen` (a fill that will not be stored). A chunk
@@ -558,7 +558,7 @@ impl DiskTier {
 
 #[cfg(test)]
 pub(super) fn encode_chunk_for_tests(data: &[u8]) -> Vec<u8> {
-    format::encode_chunk(data)
+    format::encode_chunk(data).0
 }
 
 impl Head {

@@ -163,16 +163,21 @@ impl Head {
     }
 }
 
-/// A body chunk record.
-pub(crate) fn encode_chunk(data: &[u8]) -> Vec<u8> {
-    seal(CHUNK_MAGIC, data)
+/// A body chunk record and the crc32 of `data` (what the head records for it).
+pub(crate) fn encode_chunk(data: &[u8]) -> (Vec<u8>, u32) {
+    let crc = crc32fast::hash(data);
+    (seal_with(CHUNK_MAGIC, crc, data), crc)
 }
 
-/// Verifies a chunk record against the crc and length its head recorded.
+/// Verifies a chunk record against the crc and length its head recorded. The record's own
+/// seal carries the same crc32 over the same bytes, so one hash checks both.
 pub(crate) fn decode_chunk(record: &Bytes, crc: u32, len: usize) -> Result<Bytes, Corrupt> {
-    open(CHUNK_MAGIC, record)?;
+    if record.len() < 8 || record[..4] != CHUNK_MAGIC {
+        return Err(Corrupt("bad magic or unknown format version"));
+    }
+    let sealed = u32::from_le_bytes([record[4], record[5], record[6], record[7]]);
     let data = record.slice(8..);
-    if data.len() != len || crc32fast::hash(&data) != crc {
+    if sealed != crc || data.len() != len || crc32fast::hash(&data) != crc {
         return Err(Corrupt("chunk does not match its head"));
     }
     Ok(data)
@@ -180,9 +185,13 @@ pub(crate) fn decode_chunk(record: &Bytes, crc: u32, len: usize) -> Result<Bytes
 
 /// magic | crc32(payload) | payload
 fn seal(magic: [u8; 4], payload: &[u8]) -> Vec<u8> {
+    seal_with(magic, crc32fast::hash(payload), payload)
+}
+
+fn seal_with(magic: [u8; 4], crc: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + payload.len());
     out.extend_from_slice(&magic);
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(&crc.to_le_bytes());
     out.extend_from_slice(payload);
     out
 }
@@ -246,10 +255,21 @@ mod tests {
 
     #[test]
     fn chunks_verify_against_the_head() {
-        let rec = Bytes::from(encode_chunk(b"abcd"));
+        let rec = Bytes::from(encode_chunk(b"abcd").0);
         let crc = crc32fast::hash(b"abcd");
         assert_eq!(decode_chunk(&rec, crc, 4).unwrap(), "abcd");
         assert!(decode_chunk(&rec, crc ^ 1, 4).is_err());
         assert!(decode_chunk(&rec, crc, 5).is_err());
+        assert_eq!(encode_chunk(b"abcd").1, crc);
+        // Any flipped byte (magic, seal, payload) or a truncation is caught by the one hash.
+        for i in 0..rec.len() {
+            let mut bad = rec.to_vec();
+            bad[i] ^= 0x40;
+            assert!(decode_chunk(&Bytes::from(bad), crc, 4).is_err(), "byte {i}");
+        }
+        assert!(decode_chunk(&rec.slice(..rec.len() - 1), crc, 4).is_err());
+        // A record sealed consistently over other bytes is not this chunk.
+        let other = Bytes::from(encode_chunk(b"abce").0);
+        assert!(decode_chunk(&other, crc, 4).is_err());
     }
 }
