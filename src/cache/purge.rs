@@ -281,8 +281,9 @@ pub async fn run(storage: &'static Storage, req: &Purge) -> PurgeResult {
             for pk in pks {
                 w.url(pk);
                 url_keys.push(pk);
-                url_keys.extend(idx.variants(&pk).iter().copied());
-                keys.extend(idx.variants(&pk).iter().copied());
+                let variants = idx.variants(&pk);
+                url_keys.extend(variants.iter().copied());
+                keys.extend(variants);
             }
         }
         for tag in &req.tags {

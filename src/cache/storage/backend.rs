@@ -214,9 +214,8 @@ impl Storage {
         let variants: Vec<HashBinary> = {
             let idx = self.index.lock();
             idx.variants(&key.primary_bin())
-                .iter()
+                .into_iter()
                 .take(64)
-                .copied()
                 .collect()
         };
         for k in variants {

@@ -282,7 +282,7 @@ impl Storage {
         let at = SystemTime::now();
         let mut banned = self.ban(soft, at, |idx, w, keys| {
             w.url(primary);
-            keys.extend(idx.variants(&primary).iter().copied());
+            keys.extend(idx.variants(&primary));
             None
         });
         self.persist(&mut banned).await;

@@ -24,14 +24,16 @@ struct Slot {
     info: Arc<EntryInfo>,
 }
 
-/// Combined keys of a URL's Vary variants (the primary slot included): usually one, kept
-/// inline. (The URL and host are those of any variant's slot.)
-type Variants = SmallVec<[HashBinary; 1]>;
+/// Combined keys of a URL's Vary variants (the primary slot included), inline for one. (The
+/// URL and host are those of any variant's slot.)
+pub(crate) type Variants = SmallVec<[HashBinary; 1]>;
 
 /// See the module docs. Lives behind one mutex; every operation is O(1) or O(result).
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     slots: Map<HashBinary, Slot>,
+    /// Variant lists of URLs stored with Vary. A URL stored once under its primary key (no
+    /// Vary: the common case) has none: its one object is the slot under that key.
     primaries: Map<HashBinary, Variants>,
     urls: BTreeSet<(Arc<str>, HashBinary)>,
     /// Host → primary keys: one string per host, not per object.
@@ -54,9 +56,20 @@ impl Index {
         for tag in info.tags.iter() {
             self.tags.entry(tag.clone()).or_default().insert(key);
         }
-        let variants = self.primaries.entry(info.primary).or_default();
-        if !variants.contains(&key) {
-            variants.push(key);
+        let pk = info.primary;
+        if key != pk || self.primaries.contains_key(&pk) {
+            let slots = &self.slots;
+            let variants = self.primaries.entry(pk).or_insert_with(|| {
+                // The URL's object under its primary key, if stored, was its implicit variant.
+                let mut v = Variants::new();
+                if slots.contains_key(&pk) {
+                    v.push(pk);
+                }
+                v
+            });
+            if !variants.contains(&key) {
+                variants.push(key);
+            }
         }
         self.urls.insert((info.url.clone(), info.primary));
         match self.hosts.get_mut(info.host()) {
@@ -89,14 +102,15 @@ impl Index {
         };
         self.untag(key, &slot.info);
         let pk = slot.info.primary;
-        let empty = match self.primaries.get_mut(&pk) {
+        let gone = match self.primaries.get_mut(&pk) {
             Some(variants) => {
                 variants.retain(|v| v != key);
-                variants.is_empty()
+                variants.is_empty() && self.primaries.remove(&pk).is_some()
             }
-            None => false,
+            // No list: the URL's one object was this one, under its primary key.
+            None => *key == pk,
         };
-        if empty && self.primaries.remove(&pk).is_some() {
+        if gone {
             // Every variant of a URL has its URL and host: the last one's name them.
             self.urls.remove(&(slot.info.url.clone(), pk));
             let host = slot.info.host();
@@ -140,8 +154,12 @@ impl Index {
     }
 
     /// The object keys of every variant of URL `primary`.
-    pub(crate) fn variants(&self, primary: &HashBinary) -> &[HashBinary] {
-        self.primaries.get(primary).map_or(&[], |v| v.as_slice())
+    pub(crate) fn variants(&self, primary: &HashBinary) -> Variants {
+        match self.primaries.get(primary) {
+            Some(v) => v.clone(),
+            None if self.slots.contains_key(primary) => smallvec::smallvec![*primary],
+            None => Variants::new(),
+        }
     }
 
     /// The primary keys indexed under exactly this URL.
@@ -174,7 +192,7 @@ impl Index {
     pub(crate) fn on_host(&self, host: &str, out: &mut KeySet) {
         if let Some(set) = self.hosts.get(host) {
             for pk in set {
-                out.extend(self.variants(pk).iter().copied());
+                out.extend(self.variants(pk));
             }
         }
     }
@@ -186,7 +204,7 @@ impl Index {
             if !url.starts_with(prefix) {
                 break;
             }
-            out.extend(self.variants(pk).iter().copied());
+            out.extend(self.variants(pk));
         }
     }
 
@@ -195,5 +213,80 @@ impl Index {
     /// after releasing its locks (dropping millions of entries takes a while).
     pub(crate) fn take(&mut self) -> Index {
         std::mem::take(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(primary: u8, url: &str, tags: &[&str]) -> Arc<EntryInfo> {
+        let tags = tags.iter().map(|t| Box::from(*t)).collect();
+        Arc::new(EntryInfo::from_parts([primary; 16], url, tags))
+    }
+
+    fn found(f: impl FnOnce(&mut KeySet)) -> Vec<HashBinary> {
+        let mut out = KeySet::default();
+        f(&mut out);
+        let mut v: Vec<_> = out.into_iter().collect();
+        v.sort();
+        v
+    }
+
+    /// Everything the index answers about `a` (primary [1; 16]) and `b` ([2; 16]).
+    fn answers(idx: &mut Index) -> (usize, Vec<HashBinary>, Vec<HashBinary>, Vec<HashBinary>) {
+        (
+            idx.len(),
+            idx.variants(&[1; 16]).to_vec(),
+            found(|o| idx.on_host("a.test", o)),
+            found(|o| idx.with_prefix("http://a.test/", o)),
+        )
+    }
+
+    #[test]
+    fn plain_urls_and_vary_variants_are_indexed_and_forgotten_in_any_order() {
+        let a = info(1, "http://a.test/x", &["t"]);
+        let (pa, v1, v2) = ([1; 16], [11; 16], [12; 16]);
+        let mut idx = Index::default();
+        // A plain object: its primary key is its only variant.
+        idx.insert(pa, 1, &a);
+        idx.insert([2; 16], 2, &info(2, "http://b.test/y", &[]));
+        assert_eq!(answers(&mut idx), (2, vec![pa], vec![pa], vec![pa]));
+        assert!(
+            idx.primaries.is_empty(),
+            "plain objects need no variant list"
+        );
+        assert_eq!(idx.primaries_of_url("http://a.test/x"), vec![pa]);
+        // Two Vary variants join it.
+        idx.insert(v1, 3, &a);
+        idx.insert(v2, 4, &a);
+        assert_eq!(
+            answers(&mut idx),
+            (4, vec![pa, v1, v2], vec![pa, v1, v2], vec![pa, v1, v2])
+        );
+        // The primary object goes first: the URL stays while a variant does.
+        assert!(idx.remove(&pa, Some(1)));
+        assert_eq!(answers(&mut idx).1, vec![v1, v2]);
+        assert!(!idx.remove(&v1, Some(99)), "a stale id removes nothing");
+        assert!(idx.remove(&v1, Some(3)));
+        assert_eq!(answers(&mut idx), (2, vec![v2], vec![v2], vec![v2]));
+        assert!(idx.remove(&v2, None));
+        assert_eq!(answers(&mut idx), (1, vec![], vec![], vec![]));
+        assert!(idx.primaries_of_url("http://a.test/x").is_empty());
+        assert!(found(|o| idx.tagged("t", false, o)).is_empty());
+        // A variant first, then the plain object, then removed the other way round.
+        idx.insert(v1, 5, &a);
+        idx.insert(pa, 6, &a);
+        assert_eq!(answers(&mut idx).1, vec![v1, pa]);
+        assert!(idx.remove(&v1, None));
+        assert_eq!(answers(&mut idx), (2, vec![pa], vec![pa], vec![pa]));
+        // Replacing the plain object keeps it indexed once.
+        idx.insert(pa, 7, &a);
+        assert_eq!(answers(&mut idx), (2, vec![pa], vec![pa], vec![pa]));
+        assert!(!idx.remove(&pa, Some(6)));
+        assert!(idx.remove(&pa, Some(7)));
+        assert_eq!(answers(&mut idx), (1, vec![], vec![], vec![]));
+        assert!(idx.primaries.is_empty());
+        assert_eq!(found(|o| idx.on_host("b.test", o)), vec![[2; 16]]);
     }
 }
